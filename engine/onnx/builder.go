@@ -194,16 +194,17 @@ func (b *Builder) ConstInt64(vals ...int64) Value {
 // ConstFloat returns a constant of the builder's float type with the given
 // shape (nil dims means a scalar).
 func (b *Builder) ConstFloat(dims []int64, vals ...float32) Value {
+	// Only small constants (epsilons, scales, shapes) repeat; keying large
+	// ones would cost more than it saves.
+	if len(vals) > 16 {
+		return b.Initializer(&Tensor{Name: b.fresh("f"), DataType: b.Float, Dims: dims, Raw: EncodeFloats(b.Float, vals)})
+	}
 	key := fmt.Sprint("f", b.Float, dims, vals)
-	if len(vals) <= 16 {
-		if v, ok := b.consts[key]; ok {
-			return v
-		}
+	if v, ok := b.consts[key]; ok {
+		return v
 	}
 	v := b.Initializer(&Tensor{Name: b.fresh("f"), DataType: b.Float, Dims: dims, Raw: EncodeFloats(b.Float, vals)})
-	if len(vals) <= 16 {
-		b.consts[key] = v
-	}
+	b.consts[key] = v
 	return v
 }
 
