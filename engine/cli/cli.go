@@ -12,7 +12,7 @@ import (
 	"sort"
 )
 
-// Command is one pixery-engine subcommand.
+// Command is one subcommand.
 type Command struct {
 	Name    string
 	Summary string
@@ -21,38 +21,46 @@ type Command struct {
 	Run func(args []string, stdout, stderr io.Writer) error
 }
 
-var commands = map[string]*Command{}
+// Set is a program's set of subcommands. pixery-engine's commands are in
+// this package's own set; the pixery CLI keeps another.
+type Set struct {
+	Program  string
+	commands map[string]*Command
+}
+
+// NewSet makes an empty command set for the named program.
+func NewSet(program string) *Set { return &Set{Program: program, commands: map[string]*Command{}} }
 
 // Register adds a subcommand; it panics on a duplicate name, which is a
 // programming error caught by any test run.
-func Register(c *Command) {
-	if _, dup := commands[c.Name]; dup {
+func (s *Set) Register(c *Command) {
+	if _, dup := s.commands[c.Name]; dup {
 		panic("cli: duplicate command " + c.Name)
 	}
-	commands[c.Name] = c
+	s.commands[c.Name] = c
 }
 
 // ErrUsage marks an error caused by wrong command-line usage.
 var ErrUsage = errors.New("usage")
 
-// Main runs pixery-engine with os.Args-style arguments (without the program
+// Main runs a subcommand from os.Args-style arguments (without the program
 // name) and returns the process exit code.
-func Main(args []string, stdout, stderr io.Writer) int {
+func (s *Set) Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stderr)
+		s.usage(stderr)
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
 	}
-	c, ok := commands[args[0]]
+	c, ok := s.commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "pixery-engine: unknown command %q\n", args[0])
-		usage(stderr)
+		fmt.Fprintf(stderr, "%s: unknown command %q\n", s.Program, args[0])
+		s.usage(stderr)
 		return 2
 	}
 	if err := c.Run(args[1:], stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "pixery-engine %s: %v\n", c.Name, err)
+		fmt.Fprintf(stderr, "%s %s: %v\n", s.Program, c.Name, err)
 		if errors.Is(err, ErrUsage) {
 			return 2
 		}
@@ -61,18 +69,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: pixery-engine COMMAND [flags] [args]")
+func (s *Set) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s COMMAND [flags] [args]\n", s.Program)
 	fmt.Fprintln(w, "commands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+	names := make([]string, 0, len(s.commands))
+	for n := range s.commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].Summary)
+		fmt.Fprintf(w, "  %-16s %s\n", n, s.commands[n].Summary)
 	}
 }
+
+var engine = NewSet("pixery-engine")
+
+// Register adds a pixery-engine subcommand.
+func Register(c *Command) { engine.Register(c) }
+
+// Main runs pixery-engine with the given arguments and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int { return engine.Main(args, stdout, stderr) }
 
 // WriteJSON writes v as one line of JSON followed by a newline.
 func WriteJSON(w io.Writer, v any) error {

@@ -123,20 +123,39 @@ func (e *BindError) Error() string {
 // one *BindError.
 func (w *Weights) Bind(prefix string, module any) error {
 	e := &BindError{Prefix: prefix}
-	v := reflect.ValueOf(module)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("nn.Bind: module must be a pointer to a struct, got %T", module)
+	err := walk(prefix, module, func(key, gopath string, p *Param) { w.bindParam(key, p, gopath, e) })
+	if err != nil {
+		return err
 	}
-	w.walk(prefix, v, reflect.TypeOf(module).Elem().Name(), e)
 	if len(e.Missing)+len(e.Mismatch)+len(e.Other) > 0 {
 		return e
 	}
 	return nil
 }
 
+// Walk calls fn for every parameter of module (a pointer to a struct) with
+// its full checkpoint key, in field order. Tools that write checkpoints or
+// list a network's keys use it, so they agree with Bind by construction.
+func Walk(prefix string, module any, fn func(key string, p *Param)) error {
+	return walk(prefix, module, func(key, _ string, p *Param) { fn(key, p) })
+}
+
 var paramType = reflect.TypeOf((*Param)(nil))
 
-func (w *Weights) walk(prefix string, v reflect.Value, gopath string, e *BindError) {
+func walk(prefix string, module any, fn func(key, gopath string, p *Param)) error {
+	v := reflect.ValueOf(module)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("nn: module must be a pointer to a struct, got %T", module)
+	}
+	var bad []string
+	walkStruct(prefix, v, reflect.TypeOf(module).Elem().Name(), fn, &bad)
+	if len(bad) > 0 {
+		return fmt.Errorf("nn: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func walkStruct(prefix string, v reflect.Value, gopath string, fn func(key, gopath string, p *Param), bad *[]string) {
 	s := v.Elem()
 	t := s.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -145,29 +164,31 @@ func (w *Weights) walk(prefix string, v reflect.Value, gopath string, e *BindErr
 		if !ok || tag == "-" {
 			continue
 		}
-		fv := s.Field(i)
-		w.walkField(prefix+tag, fv, gopath+"."+f.Name, e)
+		walkField(prefix+tag, s.Field(i), gopath+"."+f.Name, fn, bad)
 	}
 }
 
-func (w *Weights) walkField(key string, fv reflect.Value, gopath string, e *BindError) {
+func walkField(key string, fv reflect.Value, gopath string, fn func(key, gopath string, p *Param), bad *[]string) {
 	switch {
 	case fv.Type() == paramType:
 		if !fv.IsNil() {
-			w.bindParam(key, fv.Interface().(*Param), gopath, e)
+			fn(key, gopath, fv.Interface().(*Param))
 		}
 	case fv.Kind() == reflect.Pointer && fv.Elem().Kind() == reflect.Struct:
 		if !fv.IsNil() {
-			w.walk(key+".", fv, gopath, e)
+			walkStruct(key+".", fv, gopath, fn, bad)
 		}
 	case fv.Kind() == reflect.Pointer && fv.IsNil():
 		// A module the architecture leaves out.
 	case fv.Kind() == reflect.Slice:
 		for j := 0; j < fv.Len(); j++ {
-			w.walkField(key+"."+strconv.Itoa(j), fv.Index(j), gopath+"["+strconv.Itoa(j)+"]", e)
+			walkField(key+"."+strconv.Itoa(j), fv.Index(j), gopath+"["+strconv.Itoa(j)+"]", fn, bad)
 		}
+	case fv.Kind() == reflect.Interface && !fv.IsNil():
+		walkField(key, fv.Elem(), gopath, fn, bad)
+	case fv.Kind() == reflect.Interface:
 	default:
-		e.Other = append(e.Other, fmt.Sprintf("%s: field %s has unsupported type %s", key, gopath, fv.Type()))
+		*bad = append(*bad, fmt.Sprintf("%s: field %s has unsupported type %s", key, gopath, fv.Type()))
 	}
 }
 

@@ -286,3 +286,18 @@ func reference(dt safetensors.DType, x []float32) []float64 {
 	}
 	return out
 }
+
+func TestWalkListsTheKeysBindUses(t *testing.T) {
+	var keys []string
+	if err := nn.Walk("m.", newNet(), func(key string, p *nn.Param) { keys = append(keys, key) }); err != nil {
+		t.Fatal(err)
+	}
+	want := "m.in.weight m.in.bias m.blocks.0.norm.weight m.blocks.0.norm.bias m.blocks.0.proj.weight " +
+		"m.blocks.1.norm.weight m.blocks.1.norm.bias m.blocks.1.proj.weight m.scale"
+	if got := strings.Join(keys, " "); got != want {
+		t.Fatalf("Walk keys:\n%s\nwant\n%s", got, want)
+	}
+	if err := nn.Walk("", 42, func(string, *nn.Param) {}); err == nil {
+		t.Fatal("Walk accepted a non-struct")
+	}
+}

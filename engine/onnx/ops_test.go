@@ -51,7 +51,7 @@ func maxDiff(t *testing.T, got []float32, want []float64) float64 {
 func TestGroupNormMatchesDefinition(t *testing.T) {
 	const n, c, h, w, g = 2, 8, 3, 5, 4
 	x := ramp(n * c * h * w)
-	scale, bias := ramp(c), ramp(c+3)[3:]
+	scale, bias := ramp(c), ramp(c + 3)[3:]
 	b := onnx.NewBuilder("gn")
 	in := b.Input("x", onnx.Float, onnx.Dim{Value: n}, onnx.Dim{Value: c}, onnx.Dim{Value: h}, onnx.Dim{Value: w})
 	y := in.GroupNorm(b.ConstFloat([]int64{c}, scale...), b.ConstFloat([]int64{c}, bias...), g, c, 1e-5)
