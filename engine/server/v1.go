@@ -167,9 +167,21 @@ func (s *Server) currentModel(ms []api.Model) string {
 func (s *Server) prepare(req *api.JobRequest) error {
 	ms := s.models()
 	if req.Model == "" {
-		if req.Model = s.currentModel(ms); req.Model == "" {
-			return &api.FieldError{Field: "model", Message: "no model given and none is on disk"}
-		}
+		req.Model = s.currentModel(ms)
+	}
+	if err := Settle(req, ms); err != nil {
+		return err
+	}
+	return s.backend.Validate(req)
+}
+
+// Settle fills a request's defaults from its model's entry in ms, resolves
+// the sampler to the engine's canonical name, draws a random seed for -1,
+// and validates the fields. The CLI's one-shot generate uses it too, so both
+// paths make the same job from the same request.
+func Settle(req *api.JobRequest, ms []api.Model) error {
+	if req.Model == "" {
+		return &api.FieldError{Field: "model", Message: "no model given and none is on disk"}
 	}
 	m := findModel(ms, req.Model)
 	if m == nil {
@@ -222,10 +234,7 @@ func (s *Server) prepare(req *api.JobRequest) error {
 		// A1111 draws seeds below 2^32 - 2; so do we, so they paste back.
 		req.Seed = rand.Int64N(4294967294)
 	}
-	if err := req.Validate(); err != nil {
-		return err
-	}
-	return s.backend.Validate(req)
+	return req.Validate()
 }
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
