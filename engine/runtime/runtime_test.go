@@ -188,3 +188,24 @@ func TestCancelDuringRun(t *testing.T) {
 		t.Fatalf("%d ORT values alive", LiveValues())
 	}
 }
+
+func TestOptimizationLevels(t *testing.T) {
+	env := testEnv(t)
+	b := onnx.NewBuilder("id")
+	x := b.Input("x", onnx.Float, onnx.Dim{Value: 2})
+	b.Output(x.Scale(2), "y", onnx.Float)
+	for _, lvl := range []string{"basic", "extended", "all", ""} {
+		s, err := env.NewSession(b.Model().Marshal(), []string{"x"}, []string{"y"}, SessionConfig{Optimization: lvl})
+		if err != nil {
+			t.Fatalf("%q: %v", lvl, err)
+		}
+		out, err := s.Run(context.Background(), map[string]Tensor{"x": F32([]float32{1, 2}, 2)})
+		s.Close()
+		if err != nil || out["y"].F32[1] != 4 {
+			t.Fatalf("%q: %v %v", lvl, out, err)
+		}
+	}
+	if _, err := env.NewSession(b.Model().Marshal(), []string{"x"}, []string{"y"}, SessionConfig{Optimization: "max"}); err == nil {
+		t.Fatal("unknown level accepted")
+	}
+}
