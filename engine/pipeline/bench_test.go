@@ -155,3 +155,20 @@ func BenchmarkPipelineOverhead(b *testing.B) {
 	b.ReportMetric(100*float64(sample-unetRun)/float64(unetRun), "overhead-%")
 	b.ReportMetric(float64(sample-unetRun)/float64(b.N*req.Steps)/1e3, "overhead-µs/step")
 }
+
+// BenchmarkFullPipelineLoad loads all four networks of a full-size
+// checkpoint (a cold load: what a model switch costs when the model is not
+// resident), to compare with BenchmarkReadFile.
+func BenchmarkFullPipelineLoad(b *testing.B) {
+	path := fullCheckpoint(b)
+	env := nntest.Env(b)
+	for i := 0; i < b.N; i++ {
+		m, err := Load(context.Background(), env, path, LoadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(m.LoadTime.Seconds(), "load-s")
+		m.Close()
+	}
+	b.ReportMetric(peakRSS()/1e9, "peakRSS-GB")
+}

@@ -128,8 +128,9 @@ type Request struct {
 	CFG            float64
 	// Sampler and Scheduler are pixery or A1111 names (see sampler.Lookup).
 	Sampler, Scheduler string
-	// Variant picks whose sampler arithmetic to reproduce: A1111 (the
-	// default, also what ComfyUI's k-diffusion samplers compute) or diffusers.
+	// Variant picks whose sampler arithmetic to reproduce: diffusers (the
+	// zero value) or A1111, which is also what ComfyUI's k-diffusion
+	// samplers compute and what the service uses.
 	Variant sampler.Variant
 	Seed    uint64
 	Batch   int

@@ -23,6 +23,7 @@ import (
 	"github.com/pixery/pixery/engine/registry"
 	"github.com/pixery/pixery/engine/rng"
 	"github.com/pixery/pixery/engine/runtime"
+	"github.com/pixery/pixery/engine/sampler"
 	"github.com/pixery/pixery/engine/sdxl"
 	"github.com/pixery/pixery/engine/server"
 )
@@ -350,6 +351,9 @@ func (s *Service) Generate(ctx context.Context, job *api.JobRequest, progress fu
 		Prompt: job.Prompt, NegativePrompt: job.NegativePrompt,
 		Width: job.Width, Height: job.Height, Steps: job.Steps, CFG: job.CFG,
 		Sampler: job.Sampler, Scheduler: job.Scheduler, Seed: uint64(job.Seed), Batch: batch, RNG: kind,
+		// Users compare seeds with A1111 and ComfyUI, which both run
+		// k-diffusion's samplers.
+		Variant:      sampler.A1111,
 		PreviewEvery: s.cfg.PreviewEvery,
 	}
 	if pm.Info.Prediction == sdxl.VPrediction && pm.Info.ZeroTerminalSNR {

@@ -21,12 +21,17 @@ import (
 	"github.com/pixery/pixery/engine/api"
 	"github.com/pixery/pixery/engine/nn/nntest"
 	"github.com/pixery/pixery/engine/pngmeta"
+	"github.com/pixery/pixery/engine/runtime"
 	"github.com/pixery/pixery/engine/server"
 )
 
 // modelsDir lays out a models folder holding the tiny golden checkpoint
 // under each id, with a registry TOML that points at its config folder.
-func modelsDir(t *testing.T, ids ...string) string {
+func modelsDir(t *testing.T, ids ...string) string { return modelsDirB(t, ids...) }
+
+func envB(t testing.TB) *runtime.Env { return nntest.Env(t) }
+
+func modelsDirB(t testing.TB, ids ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src, err := os.ReadFile(nntest.Golden(t, "pipeline/sdxl-tiny.safetensors"))
