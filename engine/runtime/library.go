@@ -29,8 +29,10 @@ func LibraryName() string {
 	return "libonnxruntime.so.1"
 }
 
-// InstallDir is where scripts/setup.sh and `pixery-engine setup` put the
-// library: $XDG_DATA_HOME/pixery/lib, else ~/.local/share/pixery/lib.
+// InstallDir is where scripts/setup.sh puts the CPU library:
+// $XDG_DATA_HOME/pixery/lib, else ~/.local/share/pixery/lib. (On a GPU
+// host, `pixery-engine setup` installs the GPU libraries beside the binary,
+// which Candidates searches first.)
 func InstallDir() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "pixery", "lib")
