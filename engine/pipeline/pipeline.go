@@ -75,9 +75,12 @@ func Load(ctx context.Context, env *runtime.Env, path string, o LoadOptions) (*M
 		opts nn.BuildOptions
 		dst  **runtime.Session
 	}{
-		{sdxl.CLIPL, half, &m.clipL},
-		{sdxl.CLIPG, half, &m.clipG},
+		// Largest first: creating a session briefly needs more memory than
+		// it keeps (casts and prepacking), so the peak is lowest when the
+		// UNet's transient comes before the others are resident.
 		{sdxl.UNet, half, &m.unetS},
+		{sdxl.CLIPG, half, &m.clipG},
+		{sdxl.CLIPL, half, &m.clipL},
 		{sdxl.VAEDecoder, nn.BuildOptions{}, &m.vd},
 	} {
 		if err := ctx.Err(); err != nil {
