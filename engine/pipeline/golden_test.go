@@ -101,9 +101,12 @@ func TestGoldenPipeline(t *testing.T) {
 				// per step). Case c's random UNet is ill-conditioned: from
 				// an input within 2.4e-7 its first output is already off
 				// by 1.2e-4 (float32 reduction order), and that grows over
-				// the steps to 1.7e-3·max|ref|, while its image stays
-				// within one 8-bit level. A real bug (time ids, CFG order,
-				// init sigma) is O(1) relative.
+				// the steps to about 4e-3·max|ref| at the last UNet call
+				// (t = 1, where the random UNet amplifies input error about
+				// 4×), while its image stays within one 8-bit level; the
+				// UNet package checks each of these calls from the golden
+				// inputs to 2.6e-4. A real bug (time ids, CFG order, init
+				// sigma) is O(1) relative.
 				var maxd, maxref float64
 				for i := range want {
 					maxd = math.Max(maxd, math.Abs(float64(g[i])-float64(want[i])))
@@ -111,7 +114,7 @@ func TestGoldenPipeline(t *testing.T) {
 				}
 				tol := 5e-4 * math.Max(maxref, 1)
 				if gc.name == "c_euler_nocfg" {
-					tol = 2e-3 * math.Max(maxref, 1)
+					tol = 5e-3 * math.Max(maxref, 1)
 				}
 				if maxd > tol {
 					t.Errorf("%s: max|Δ| %.3g > %.3g (max|ref| %.3g)", key, maxd, tol, maxref)
