@@ -33,13 +33,19 @@ func build(k Kind, s *binding, o nn.BuildOptions, forward func(ids onnx.Value) O
 	nn.Output(b, out.Hidden, OutputHidden)
 	nn.Output(b, out.Penultimate, OutputPenultimate)
 	nn.Output(b, out.Pooled, OutputPooled)
-	return &nn.Graph{
+	model := b.Model()
+	g := &nn.Graph{
 		Name:        string(k),
-		Model:       b.Model(),
-		Inputs:      []string{InputIDs},
+		Model:       model,
 		Outputs:     []string{OutputHidden, OutputPenultimate, OutputPooled},
 		ExternalDir: s.dir,
-	}, nil
+	}
+	// input_ids, plus any inputs that parameters' Delta hooks declared
+	// (LoRA factors, package lora).
+	for _, in := range model.Graph.Inputs {
+		g.Inputs = append(g.Inputs, in.Name)
+	}
+	return g, nil
 }
 
 // causalMask is the [1, 1, T, T] additive mask that stops position i from
