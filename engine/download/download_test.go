@@ -618,7 +618,7 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "100000 bytes kept in m.safetensors.part for resuming") {
 		t.Fatalf("err = %v", err)
 	}
-	if el := time.Since(start); el > 3*time.Second {
+	if el := time.Since(start); el > time.Minute { // a hang guard, not a speed test
 		t.Errorf("cancellation took %v", el)
 	}
 	if n := partSize(t, dest); n != 100_000 {

@@ -343,7 +343,9 @@ func TestParseComfy(t *testing.T) {
 	if _, err := ParseComfy(sb.String(), ""); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// A hang guard (the old cyclic-graph bug was exponential), not a speed
+	// test: the benchmarks measure speed.
+	if d := time.Since(start); d > time.Minute {
 		t.Errorf("chain of 200 nodes took %v", d)
 	}
 }

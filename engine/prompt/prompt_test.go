@@ -189,11 +189,9 @@ func TestBadInput(t *testing.T) {
 					}
 				}
 			}
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("took %v", d)
-			} else {
-				t.Logf("took %v", d)
-			}
+			// Bounded time is the test binary's timeout; timings are
+			// measured by the benchmarks, never asserted.
+			t.Logf("took %v", time.Since(start))
 		})
 	}
 }
