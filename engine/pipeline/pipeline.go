@@ -22,6 +22,7 @@ import (
 	"github.com/pixery/pixery/engine/sampler"
 	"github.com/pixery/pixery/engine/sdxl"
 	"github.com/pixery/pixery/engine/sdxl/clip"
+	"github.com/pixery/pixery/engine/sdxl/ipadapter"
 	"github.com/pixery/pixery/engine/sdxl/unet"
 	"github.com/pixery/pixery/engine/sdxl/vae"
 	"github.com/pixery/pixery/engine/tokenizer"
@@ -48,6 +49,7 @@ type Model struct {
 
 	ck                      *sdxl.Checkpoint
 	tok                     *tokenizer.Tokenizer
+	ip                      *ipadapter.Hook
 	clipL, clipG, unetS, vd *runtime.Session
 	mu                      sync.Mutex // one generation at a time per model
 }
@@ -69,6 +71,10 @@ func Load(ctx context.Context, env *runtime.Env, path string, o LoadOptions) (*M
 		return nil, err
 	}
 	m := &Model{Path: path, Info: ck.Info, Configs: cfg, ck: ck, tok: tok}
+	// Every UNet takes IP-Adapter keys and values as inputs (zeros when a
+	// job has no reference image), so choosing, changing or dropping an
+	// adapter never rebuilds the UNet's session.
+	m.ip = ipadapter.HookUNet(ck.UNet)
 	half := nn.BuildOptions{Float16: o.Float16}
 	for _, c := range []struct {
 		comp sdxl.Component
@@ -153,6 +159,10 @@ type Request struct {
 	// InitialNoise replaces the seeded noise (unit variance, Batch images);
 	// parity tests use it to start from the reference's latents.
 	InitialNoise []float32
+	// IPAdapter is an encoded reference image (package ipadapter) and
+	// IPScale its weight; nil means no image prompt.
+	IPAdapter *ipadapter.Conditioning
+	IPScale   float64
 	// PreviewEvery sends a preview with every k-th step's progress (0: none).
 	PreviewEvery int
 	// Trace, when set, receives intermediate tensors by name (parity
@@ -277,6 +287,14 @@ func (m *Model) Generate(ctx context.Context, req Request, progress func(Progres
 	trace("add_time_ids", ids)
 	trace("unet_encoder_hidden_states", ctxIn)
 	trace("unet_text_embeds", pooledIn)
+	var ipIn map[string]runtime.Tensor
+	if req.IPAdapter != nil {
+		if ipIn, err = req.IPAdapter.Inputs(req.Batch, cfgOn, float32(req.IPScale)); err != nil {
+			return nil, fmt.Errorf("ip-adapter: %w", err)
+		}
+	} else {
+		ipIn = m.ip.Off(rows)
+	}
 	sample := make([]float32, rows*size)
 	tIn := make([]float32, rows)
 	call := 0
@@ -293,13 +311,17 @@ func (m *Model) Generate(ctx context.Context, req Request, progress func(Progres
 		trace(fmt.Sprintf("step%d_unet_sample", call), sample)
 		trace(fmt.Sprintf("step%d_unet_timestep", call), tIn[:1])
 		runStart := time.Now()
-		out, err := m.unetS.Run(ctx, map[string]runtime.Tensor{
+		in := map[string]runtime.Tensor{
 			unet.InputSample:  runtime.F32(sample, int64(rows), int64(lc), int64(lh), int64(lw)),
 			unet.InputTime:    runtime.F32(tIn, int64(rows)),
 			unet.InputContext: runtime.F32(ctxIn, int64(rows), int64(ctxLen), m.Configs.UNet.ContextDim),
 			unet.InputPooled:  runtime.F32(pooledIn, int64(rows), m.Configs.UNet.PooledDim()),
 			unet.InputTimeIDs: runtime.F32(ids, int64(rows), int64(m.Configs.UNet.TimeIDs)),
-		})
+		}
+		for k, v := range ipIn {
+			in[k] = v
+		}
+		out, err := m.unetS.Run(ctx, in)
 		res.UNetRunTime += time.Since(runStart)
 		res.UNetCalls++
 		if err != nil {

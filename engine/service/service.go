@@ -25,6 +25,8 @@ import (
 	"github.com/pixery/pixery/engine/runtime"
 	"github.com/pixery/pixery/engine/sampler"
 	"github.com/pixery/pixery/engine/sdxl"
+	"github.com/pixery/pixery/engine/sdxl/clipvision"
+	"github.com/pixery/pixery/engine/sdxl/ipadapter"
 	"github.com/pixery/pixery/engine/server"
 )
 
@@ -60,6 +62,7 @@ type Service struct {
 	resident  []*resident // most recently used first
 	downloads map[string]*dlState
 	loading   sync.Mutex // one load at a time
+	adapters  map[string]*ipadapter.Model
 }
 
 type resident struct {
@@ -100,7 +103,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MemoryBudget == 0 && cfg.Env.Provider == runtime.CPU {
 		cfg.MemoryBudget = totalMemory() * 3 / 4
 	}
-	s := &Service{cfg: cfg, hasher: pngmeta.NewHasher(), downloads: map[string]*dlState{}}
+	s := &Service{cfg: cfg, hasher: pngmeta.NewHasher(), downloads: map[string]*dlState{}, adapters: map[string]*ipadapter.Model{}}
 	if err := s.Rescan(); err != nil {
 		return nil, err
 	}
@@ -225,7 +228,15 @@ func (s *Service) Validate(job *api.JobRequest) error {
 		return &api.FieldError{Field: fmt.Sprintf("loras[%d].name", i), Message: fmt.Sprintf("LoRA %q: this engine does not apply LoRAs yet", l.Name)}
 	}
 	if job.IPAdapter != nil {
-		return &api.FieldError{Field: "ip_adapter", Message: "this engine does not run IP-Adapters yet"}
+		if _, err := s.adapterPath(job.IPAdapter.Adapter); err != nil {
+			return &api.FieldError{Field: "ip_adapter.adapter", Message: err.Error()}
+		}
+		if _, err := clipvision.DecodeImage(job.IPAdapter.Image); err != nil {
+			return &api.FieldError{Field: "ip_adapter.image", Message: err.Error()}
+		}
+		if sc := job.IPAdapter.Scale; sc < 0 || sc > 5 {
+			return &api.FieldError{Field: "ip_adapter.scale", Message: fmt.Sprintf("scale %g: want 0..5", sc)}
+		}
 	}
 	if job.ClipSkip != 0 && job.ClipSkip != 2 {
 		return &api.FieldError{Field: "clip_skip", Message: fmt.Sprintf("clip skip %d: SDXL always uses the penultimate layer (clip skip 2), as A1111 and ComfyUI do", job.ClipSkip)}
@@ -319,6 +330,10 @@ func (s *Service) evict(need int64) {
 func (s *Service) evictAll() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for k, a := range s.adapters {
+		a.Close()
+		delete(s.adapters, k)
+	}
 	n := len(s.resident)
 	for _, r := range s.resident {
 		r.model.Close()
@@ -356,6 +371,18 @@ func (s *Service) Generate(ctx context.Context, job *api.JobRequest, progress fu
 		Variant:      sampler.A1111,
 		PreviewEvery: s.cfg.PreviewEvery,
 	}
+	var ipRecipe *pngmeta.IPAdapter
+	if ip := job.IPAdapter; ip != nil {
+		cond, name, err := s.encodeReference(ctx, m.ID, pm, ip)
+		if err != nil {
+			return nil, err
+		}
+		req.IPAdapter, req.IPScale = cond, ip.Scale
+		if req.IPScale == 0 {
+			req.IPScale = 1 // the API's 0 means the default weight
+		}
+		ipRecipe = &pngmeta.IPAdapter{Adapter: name, Scale: req.IPScale, ImageSHA256: cond.ImageSHA256}
+	}
 	if pm.Info.Prediction == sdxl.VPrediction && pm.Info.ZeroTerminalSNR {
 		req.CFGRescale = 0.7 // what NoobAI's v-pred model card recommends
 	}
@@ -379,10 +406,60 @@ func (s *Service) Generate(ctx context.Context, job *api.JobRequest, progress fu
 			Prompt: job.Prompt, NegativePrompt: job.NegativePrompt, Width: job.Width, Height: job.Height,
 			Steps: job.Steps, CFG: job.CFG, Sampler: job.Sampler, Scheduler: job.Scheduler,
 			Seed: int64(img.Seed), RNG: string(job.RNG), ClipSkip: job.ClipSkip,
-			BatchIndex: img.Index, BatchSize: batch,
+			BatchIndex: img.Index, BatchSize: batch, IPAdapter: ipRecipe,
 		}})
 	}
 	return out, nil
+}
+
+// adapterPath finds an IP-Adapter file by its name in /v1/ip-adapters;
+// an empty name picks the only (or first) adapter on disk.
+func (s *Service) adapterPath(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for _, f := range s.inv.IPAdapters {
+		if name == "" || f.Name == name || filepath.Base(f.Path) == name {
+			return f.Path, nil
+		}
+		names = append(names, f.Name)
+	}
+	if len(names) == 0 {
+		return "", fmt.Errorf("no IP-Adapter in %s", filepath.Join(s.cfg.ModelsDir, registry.IPAdapterDir))
+	}
+	return "", fmt.Errorf("unknown IP-Adapter %q (have: %s)", name, strings.Join(names, ", "))
+}
+
+// encodeReference loads the adapter (kept resident, keyed by adapter and
+// model, since its projection is sized for that UNet) and encodes the
+// reference image.
+func (s *Service) encodeReference(ctx context.Context, modelID string, pm *pipeline.Model, ip *api.IPAdapter) (*ipadapter.Conditioning, string, error) {
+	path, err := s.adapterPath(ip.Adapter)
+	if err != nil {
+		return nil, "", &api.FieldError{Field: "ip_adapter.adapter", Message: err.Error()}
+	}
+	key := path + "\x00" + modelID
+	s.mu.Lock()
+	am := s.adapters[key]
+	s.mu.Unlock()
+	if am == nil {
+		enc, err := ipadapter.FindEncoderIn(s.cfg.ModelsDir, path)
+		if err != nil {
+			return nil, "", fmt.Errorf("ip-adapter %s: %w", filepath.Base(path), err)
+		}
+		am, err = ipadapter.Load(s.cfg.Env, path, enc, ipadapter.Options{UNet: pm.Configs.UNet, Float16: s.cfg.Env.PreferredFloat16(), Threads: s.cfg.Threads})
+		if err != nil {
+			return nil, "", fmt.Errorf("ip-adapter %s: %w", filepath.Base(path), err)
+		}
+		s.mu.Lock()
+		s.adapters[key] = am
+		s.mu.Unlock()
+	}
+	cond, err := am.EncodeImage(ctx, ip.Image)
+	if err != nil {
+		return nil, "", &api.FieldError{Field: "ip_adapter.image", Message: err.Error()}
+	}
+	return cond, strings.TrimSuffix(filepath.Base(path), ".safetensors"), nil
 }
 
 // Download fetches a model's file into the models folder.

@@ -243,7 +243,7 @@ func TestValidateNamesTheField(t *testing.T) {
 	cases := map[string]*api.JobRequest{
 		"model":         {Model: "nope"},
 		"loras[0].name": {Model: "tiny", LoRAs: []api.LoRA{{Name: "ink", Scale: 1}}},
-		"ip_adapter":    {Model: "tiny", IPAdapter: &api.IPAdapter{Scale: 0.5}},
+		"ip_adapter.adapter": {Model: "tiny", IPAdapter: &api.IPAdapter{Scale: 0.5}},
 		"clip_skip":     {Model: "tiny", ClipSkip: 3},
 		"rng":           {Model: "tiny", RNG: "mine"},
 	}
