@@ -241,11 +241,11 @@ func TestResidentModelsLRU(t *testing.T) {
 func TestValidateNamesTheField(t *testing.T) {
 	s := newService(t, modelsDir(t, "tiny"), 0)
 	cases := map[string]*api.JobRequest{
-		"model":         {Model: "nope"},
-		"loras[0].name": {Model: "tiny", LoRAs: []api.LoRA{{Name: "ink", Scale: 1}}},
+		"model":              {Model: "nope"},
+		"loras[0].name":      {Model: "tiny", LoRAs: []api.LoRA{{Name: "ink", Scale: 1}}},
 		"ip_adapter.adapter": {Model: "tiny", IPAdapter: &api.IPAdapter{Scale: 0.5}},
-		"clip_skip":     {Model: "tiny", ClipSkip: 3},
-		"rng":           {Model: "tiny", RNG: "mine"},
+		"clip_skip":          {Model: "tiny", ClipSkip: 3},
+		"rng":                {Model: "tiny", RNG: "mine"},
 	}
 	for field, req := range cases {
 		err := s.Validate(req)
