@@ -23,6 +23,7 @@ import (
 	"github.com/pixery/pixery/engine/sdxl"
 	"github.com/pixery/pixery/engine/sdxl/clip"
 	"github.com/pixery/pixery/engine/sdxl/ipadapter"
+	"github.com/pixery/pixery/engine/sdxl/lora"
 	"github.com/pixery/pixery/engine/sdxl/unet"
 	"github.com/pixery/pixery/engine/sdxl/vae"
 	"github.com/pixery/pixery/engine/tokenizer"
@@ -37,6 +38,10 @@ type LoadOptions struct {
 	Float16 bool
 	// Threads is the CPU intra-op thread count (0: all cores).
 	Threads int
+	// LoRA builds the UNet and text encoders with LoRA slots for every
+	// layer (package lora), so any set of LoRAs and strengths applies per
+	// job through inputs, without building a session again.
+	LoRA bool
 }
 
 // Model is a loaded checkpoint with a session per network.
@@ -50,6 +55,9 @@ type Model struct {
 	ck                      *sdxl.Checkpoint
 	tok                     *tokenizer.Tokenizer
 	ip                      *ipadapter.Hook
+	loraArch                *lora.Arch
+	slots                   *lora.Slots
+	feeds                   lora.Feeds // the running job's LoRA inputs
 	clipL, clipG, unetS, vd *runtime.Session
 	mu                      sync.Mutex // one generation at a time per model
 }
@@ -75,6 +83,15 @@ func Load(ctx context.Context, env *runtime.Env, path string, o LoadOptions) (*M
 	// job has no reference image), so choosing, changing or dropping an
 	// adapter never rebuilds the UNet's session.
 	m.ip = ipadapter.HookUNet(ck.UNet)
+	if o.LoRA {
+		if m.loraArch, err = lora.NewArch(cfg); err != nil {
+			return nil, err
+		}
+		m.slots = m.loraArch.AllSlots()
+		if err := m.slots.AttachCheckpoint(ck); err != nil {
+			return nil, err
+		}
+	}
 	half := nn.BuildOptions{Float16: o.Float16}
 	for _, c := range []struct {
 		comp sdxl.Component
@@ -120,6 +137,15 @@ func (m *Model) Close() error {
 	return errors.Join(errs...)
 }
 
+// OpenLoRA reads a LoRA file for this model's architecture; the model must
+// have been loaded with LoadOptions.LoRA.
+func (m *Model) OpenLoRA(path string) (*lora.File, error) {
+	if m.loraArch == nil {
+		return nil, errors.New("model was loaded without LoRA support")
+	}
+	return m.loraArch.Open(path)
+}
+
 // Prediction is the checkpoint's prediction type.
 func (m *Model) Prediction() sampler.Prediction {
 	if m.Info.Prediction == sdxl.VPrediction {
@@ -159,6 +185,9 @@ type Request struct {
 	// InitialNoise replaces the seeded noise (unit variance, Batch images);
 	// parity tests use it to start from the reference's latents.
 	InitialNoise []float32
+	// LoRAs are applied with their strengths (model loaded with
+	// LoadOptions.LoRA; files from Model.OpenLoRA).
+	LoRAs lora.Set
 	// IPAdapter is an encoded reference image (package ipadapter) and
 	// IPScale its weight; nil means no image prompt.
 	IPAdapter *ipadapter.Conditioning
@@ -238,6 +267,15 @@ func (m *Model) Generate(ctx context.Context, req Request, progress func(Progres
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	res := &Result{}
+	var feeds lora.Feeds
+	if m.slots != nil {
+		if feeds, err = m.slots.Inputs(req.LoRAs); err != nil {
+			return nil, fmt.Errorf("loras: %w", err)
+		}
+	} else if len(req.LoRAs) > 0 {
+		return nil, errors.New("loras: the model was loaded without LoRA support")
+	}
+	m.feeds = feeds
 
 	start := time.Now()
 	cond, err := m.encodePair(ctx, req)
@@ -321,7 +359,7 @@ func (m *Model) Generate(ctx context.Context, req Request, progress func(Progres
 		for k, v := range ipIn {
 			in[k] = v
 		}
-		out, err := m.unetS.Run(ctx, in)
+		out, err := m.unetS.Run(ctx, m.feeds.With(sdxl.UNet, in))
 		res.UNetRunTime += time.Since(runStart)
 		res.UNetCalls++
 		if err != nil {
@@ -546,14 +584,14 @@ func (m *Model) encode(ctx context.Context, chunks []prompt.Chunk) (context_, po
 			ids2 = append(ids2, int64(b[j]))
 		}
 	}
-	run := func(s *runtime.Session, ids []int64) (map[string]runtime.Tensor, error) {
-		return s.Run(ctx, map[string]runtime.Tensor{clip.InputIDs: runtime.I64(ids, int64(n), tokenizer.ContextLen)})
+	run := func(s *runtime.Session, c sdxl.Component, ids []int64) (map[string]runtime.Tensor, error) {
+		return s.Run(ctx, m.feeds.With(c, map[string]runtime.Tensor{clip.InputIDs: runtime.I64(ids, int64(n), tokenizer.ContextLen)}))
 	}
-	outL, err := run(m.clipL, ids1)
+	outL, err := run(m.clipL, sdxl.CLIPL, ids1)
 	if err != nil {
 		return nil, nil, fmt.Errorf("text encoder 1: %w", err)
 	}
-	outG, err := run(m.clipG, ids2)
+	outG, err := run(m.clipG, sdxl.CLIPG, ids2)
 	if err != nil {
 		return nil, nil, fmt.Errorf("text encoder 2: %w", err)
 	}

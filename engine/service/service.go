@@ -20,6 +20,7 @@ import (
 	"github.com/pixery/pixery/engine/download"
 	"github.com/pixery/pixery/engine/pipeline"
 	"github.com/pixery/pixery/engine/pngmeta"
+	"github.com/pixery/pixery/engine/prompt"
 	"github.com/pixery/pixery/engine/registry"
 	"github.com/pixery/pixery/engine/rng"
 	"github.com/pixery/pixery/engine/runtime"
@@ -27,6 +28,7 @@ import (
 	"github.com/pixery/pixery/engine/sdxl"
 	"github.com/pixery/pixery/engine/sdxl/clipvision"
 	"github.com/pixery/pixery/engine/sdxl/ipadapter"
+	"github.com/pixery/pixery/engine/sdxl/lora"
 	"github.com/pixery/pixery/engine/server"
 )
 
@@ -63,6 +65,7 @@ type Service struct {
 	downloads map[string]*dlState
 	loading   sync.Mutex // one load at a time
 	adapters  map[string]*ipadapter.Model
+	loras     map[string]*lora.File // by path and model
 }
 
 type resident struct {
@@ -103,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MemoryBudget == 0 && cfg.Env.Provider == runtime.CPU {
 		cfg.MemoryBudget = totalMemory() * 3 / 4
 	}
-	s := &Service{cfg: cfg, hasher: pngmeta.NewHasher(), downloads: map[string]*dlState{}, adapters: map[string]*ipadapter.Model{}}
+	s := &Service{cfg: cfg, hasher: pngmeta.NewHasher(), downloads: map[string]*dlState{}, adapters: map[string]*ipadapter.Model{}, loras: map[string]*lora.File{}}
 	if err := s.Rescan(); err != nil {
 		return nil, err
 	}
@@ -224,8 +227,19 @@ func (s *Service) Validate(job *api.JobRequest) error {
 	if err != nil {
 		return &api.FieldError{Field: "model", Message: err.Error()}
 	}
+	_, tags, err := prompt.ExtractLoRAs(job.Prompt)
+	if err != nil {
+		return &api.FieldError{Field: "prompt", Message: err.Error()}
+	}
 	for i, l := range job.LoRAs {
-		return &api.FieldError{Field: fmt.Sprintf("loras[%d].name", i), Message: fmt.Sprintf("LoRA %q: this engine does not apply LoRAs yet", l.Name)}
+		if _, err := s.loraPath(l.Name); err != nil {
+			return &api.FieldError{Field: fmt.Sprintf("loras[%d].name", i), Message: err.Error()}
+		}
+	}
+	for _, t := range tags {
+		if _, err := s.loraPath(t.Name); err != nil {
+			return &api.FieldError{Field: "prompt", Message: fmt.Sprintf("<lora:%s>: %v", t.Name, err)}
+		}
 	}
 	if job.IPAdapter != nil {
 		if _, err := s.adapterPath(job.IPAdapter.Adapter); err != nil {
@@ -270,7 +284,9 @@ func (s *Service) model(ctx context.Context, m *registry.Model, progress func(se
 	if m.Discovered {
 		path = m.Origin
 	}
-	opts := pipeline.LoadOptions{Float16: s.cfg.Env.PreferredFloat16(), Threads: s.cfg.Threads}
+	// Every model gets LoRA slots, so a job's LoRA set (or none) is a
+	// change of inputs, never a new session.
+	opts := pipeline.LoadOptions{Float16: s.cfg.Env.PreferredFloat16(), Threads: s.cfg.Threads, LoRA: true}
 	if m.ConfigDir != "" {
 		cfg, err := sdxl.LoadConfigDir(m.ConfigDir)
 		if err != nil {
@@ -371,6 +387,27 @@ func (s *Service) Generate(ctx context.Context, job *api.JobRequest, progress fu
 		Variant:      sampler.A1111,
 		PreviewEvery: s.cfg.PreviewEvery,
 	}
+	// A1111's <lora:name:w> tags in the prompt are applied and removed from
+	// the text the encoders see, as A1111 does.
+	clean, tags, err := prompt.ExtractLoRAs(job.Prompt)
+	if err != nil {
+		return nil, &api.FieldError{Field: "prompt", Message: err.Error()}
+	}
+	req.Prompt = clean
+	wanted := append([]api.LoRA(nil), job.LoRAs...)
+	for _, t := range tags {
+		wanted = append(wanted, api.LoRA{Name: t.Name, Scale: t.Scale})
+	}
+	var loraRecipe []pngmeta.LoRA
+	for _, l := range wanted {
+		f, err := s.openLoRA(m.ID, pm, l.Name)
+		if err != nil {
+			return nil, err
+		}
+		req.LoRAs = append(req.LoRAs, lora.Applied{File: f, Scale: l.Scale, Name: l.Name})
+		hash, _ := s.hasher.AutoV3(f.Path)
+		loraRecipe = append(loraRecipe, pngmeta.LoRA{Name: l.Name, Scale: l.Scale, Hash: hash})
+	}
 	var ipRecipe *pngmeta.IPAdapter
 	if ip := job.IPAdapter; ip != nil {
 		cond, name, err := s.encodeReference(ctx, m.ID, pm, ip)
@@ -406,10 +443,52 @@ func (s *Service) Generate(ctx context.Context, job *api.JobRequest, progress fu
 			Prompt: job.Prompt, NegativePrompt: job.NegativePrompt, Width: job.Width, Height: job.Height,
 			Steps: job.Steps, CFG: job.CFG, Sampler: job.Sampler, Scheduler: job.Scheduler,
 			Seed: int64(img.Seed), RNG: string(job.RNG), ClipSkip: job.ClipSkip,
-			BatchIndex: img.Index, BatchSize: batch, IPAdapter: ipRecipe,
+			BatchIndex: img.Index, BatchSize: batch, IPAdapter: ipRecipe, LoRAs: loraRecipe,
 		}})
 	}
 	return out, nil
+}
+
+// loraPath finds a LoRA file by its name in /v1/loras (A1111's name: the
+// file name without extension, with its sub-folder).
+func (s *Service) loraPath(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for _, f := range s.inv.LoRAs {
+		if f.Name == name || filepath.Base(f.Path) == name {
+			return f.Path, nil
+		}
+		names = append(names, f.Name)
+	}
+	return "", fmt.Errorf("unknown LoRA %q (have: %s)", name, strings.Join(names, ", "))
+}
+
+// openLoRA reads a LoRA for a model's architecture, keeping it in memory
+// for later jobs.
+func (s *Service) openLoRA(modelID string, pm *pipeline.Model, name string) (*lora.File, error) {
+	path, err := s.loraPath(name)
+	if err != nil {
+		return nil, &api.FieldError{Field: "loras", Message: err.Error()}
+	}
+	key := path + "\x00" + modelID
+	s.mu.Lock()
+	f := s.loras[key]
+	s.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	f, err = pm.OpenLoRA(path)
+	if err != nil {
+		return nil, &api.FieldError{Field: "loras", Message: fmt.Sprintf("LoRA %q: %v", name, err)}
+	}
+	if len(f.Unmatched) > 0 {
+		s.cfg.Logf("LoRA %s: %d tensors match no layer of %s and are not applied: %s", name, len(f.Unmatched), modelID, strings.Join(f.Unmatched[:min(5, len(f.Unmatched))], ", "))
+	}
+	s.mu.Lock()
+	s.loras[key] = f
+	s.mu.Unlock()
+	return f, nil
 }
 
 // adapterPath finds an IP-Adapter file by its name in /v1/ip-adapters;
