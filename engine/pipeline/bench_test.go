@@ -16,6 +16,7 @@ import (
 	"github.com/pixery/pixery/engine/runtime"
 	"github.com/pixery/pixery/engine/safetensors"
 	"github.com/pixery/pixery/engine/sdxl"
+	"github.com/pixery/pixery/engine/sdxl/lora"
 	"github.com/pixery/pixery/engine/sdxl/unet"
 )
 
@@ -169,6 +170,42 @@ func BenchmarkFullPipelineLoad(b *testing.B) {
 		}
 		b.ReportMetric(m.LoadTime.Seconds(), "load-s")
 		m.Close()
+	}
+	b.ReportMetric(peakRSS()/1e9, "peakRSS-GB")
+}
+
+// BenchmarkFullUNetLoadLoRASlots is BenchmarkFullUNetLoad with LoRA slots
+// on every layer, as the service loads models.
+func BenchmarkFullUNetLoadLoRASlots(b *testing.B) {
+	path := fullCheckpoint(b)
+	env := nntest.Env(b)
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		ck, err := sdxl.Open(path, sdxl.Default(), sdxl.UNet)
+		if err != nil {
+			b.Fatal(err)
+		}
+		arch, err := lora.NewArch(sdxl.Default())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := arch.AllSlots().Attach(sdxl.UNet, ck.UNet); err != nil {
+			b.Fatal(err)
+		}
+		g, err := ck.Build(sdxl.UNet, nn.BuildOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		s, err := g.Session(env, runtime.SessionConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		s.Close()
+		b.ReportMetric(t1.Sub(t0).Seconds(), "build-s")
+		b.ReportMetric(t2.Sub(t1).Seconds(), "session-s")
+		b.ReportMetric(float64(len(g.Inputs)), "inputs")
 	}
 	b.ReportMetric(peakRSS()/1e9, "peakRSS-GB")
 }
