@@ -27,6 +27,9 @@ func (l *Linear) Forward(x onnx.Value) onnx.Value {
 	// a 0.9 B-parameter UNet, peak RSS 6.9 → 5.3 GB and session creation
 	// 98 → 73 s (BENCHMARKS.md).
 	y := b.Node("FusedMatMul", onnx.MicrosoftDomain, []onnx.Value{x, l.Weight.Value(b)}, 1, onnx.AInt("transB", 1))[0]
+	if a := l.Weight.Adapter; a != nil {
+		y = y.Add(a.Linear(x))
+	}
 	if l.Bias != nil {
 		y = y.Add(l.Bias.Value(b))
 	}
@@ -59,7 +62,11 @@ func (c *Conv2D) Forward(x onnx.Value) onnx.Value {
 	if c.Bias != nil {
 		bias = c.Bias.Value(b)
 	}
-	return x.Conv2D(c.Weight.Value(b), bias, c.Stride, c.Pads)
+	y := x.Conv2D(c.Weight.Value(b), bias, c.Stride, c.Pads)
+	if a := c.Weight.Adapter; a != nil {
+		y = y.Add(a.Conv(x, c.Stride, c.Pads))
+	}
+	return y
 }
 
 // GroupNorm is torch.nn.GroupNorm with affine parameters.

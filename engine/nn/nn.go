@@ -40,6 +40,22 @@ type Param struct {
 	// Delta, when set, is added to the weight inside the graph (low-rank
 	// adapters applied without touching the base weight).
 	Delta func(b *onnx.Builder) onnx.Value
+	// Adapter, when set, adds a term computed from the layer's input to
+	// the output of every layer that applies this weight (Linear, Conv2D):
+	// LoRA's up·(down·x). Unlike Delta it never materialises a changed
+	// copy of the weight: ONNX Runtime computes input-independent nodes
+	// early, so Deltas on every weight of a UNet held a second copy of all
+	// of them at once (package lora, BENCHMARKS.md).
+	Adapter Adapter
+}
+
+// Adapter is a term added to a layer's output, computed from its input.
+type Adapter interface {
+	// Linear returns the term for y = x·Wᵀ: x [..., in] → [..., out].
+	Linear(x onnx.Value) onnx.Value
+	// Conv returns the term for a convolution of NCHW x with this weight,
+	// stride and pads ([top, left, bottom, right]).
+	Conv(x onnx.Value, stride int64, pads [4]int64) onnx.Value
 }
 
 // NewParam returns a parameter of the expected shape.

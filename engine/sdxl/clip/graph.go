@@ -40,7 +40,7 @@ func build(k Kind, s *binding, o nn.BuildOptions, forward func(ids onnx.Value) O
 		Outputs:     []string{OutputHidden, OutputPenultimate, OutputPooled},
 		ExternalDir: s.dir,
 	}
-	// input_ids, plus any inputs that parameters' Delta hooks declared
+	// input_ids, plus any inputs that parameters' Delta or Adapter hooks declared
 	// (LoRA factors, package lora).
 	for _, in := range model.Graph.Inputs {
 		g.Inputs = append(g.Inputs, in.Name)

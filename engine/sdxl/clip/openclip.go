@@ -128,7 +128,11 @@ func (r *ResidualAttentionBlock) Forward(x, mask onnx.Value) onnx.Value {
 // done as one matrix product, then split into q, k, v.
 func (a *MultiheadAttention) Forward(x, mask onnx.Value) onnx.Value {
 	b := x.Builder()
-	qkv := x.MatMul(a.InProjWeight.Value(b).Transpose(1, 0)).Add(a.InProjBias.Value(b))
+	qkv := x.MatMul(a.InProjWeight.Value(b).Transpose(1, 0))
+	if ad := a.InProjWeight.Adapter; ad != nil {
+		qkv = qkv.Add(ad.Linear(x)) // LoRA on the packed q, k, v rows
+	}
+	qkv = qkv.Add(a.InProjBias.Value(b))
 	p := qkv.Split(-1, a.Width, a.Width, a.Width)
 	h := nn.Attention(p[0], p[1], p[2], a.Heads, a.Width/a.Heads, &mask)
 	return a.OutProj.Forward(h)

@@ -16,11 +16,16 @@ import (
 
 // BenchmarkDesign compares the ways a LoRA can enter a graph on a chain of
 // square Linear layers (width C, N token rows), the shape of the UNet's
-// transformer projections: no LoRA; the weight-space slot this package
-// uses, W + up·down computed per run (cost C²·R per layer, whatever N);
-// and the activation-space form y = W x + up(down x) (cost N·R·2C per layer
-// plus an N×C add). "r0" feeds empty factors, "r1" a zero rank-1 pair, as
-// the slots do for layers no LoRA changes.
+// transformer projections: no LoRA; the weight-space form W + up·down
+// computed per run through nn.Param.Delta (cost C²·R per layer, whatever
+// N); the activation-space form y = W x + up(down x) that the slots use
+// (cost N·R·2C per layer plus an N×C add); and, to find where the weight
+// form's cost comes from, the plain chain with its weights fed as inputs
+// (not constants, so not prepacked). "r0" feeds empty factors, "r1" a zero
+// rank-1 pair, as the slots do for layers no LoRA changes. The chain is
+// also the experiment behind the package's memory finding: run it with
+// C = 4096 and watch the weight form's resident set grow by a copy of all
+// weights.
 func BenchmarkDesign(b *testing.B) {
 	env := nntest.Env(b)
 	const layers, rounds = 16, 5
@@ -62,7 +67,7 @@ func BenchmarkDesign(b *testing.B) {
 	}
 }
 
-func chain(b *testing.B, env *runtime.Env, layers int, c, n int64, mode string, r int64) func() (wall, cpu time.Duration) {
+func chain(b testing.TB, env *runtime.Env, layers int, c, n int64, mode string, r int64) func() (wall, cpu time.Duration) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	randn := func(k int64, std float64) []float32 {
 		v := make([]float32, k)

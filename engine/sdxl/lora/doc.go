@@ -31,43 +31,43 @@
 //
 // The base weights are never changed, on disk or in memory. A graph built
 // after Slots.Attach takes, for every slotted layer, two float32 inputs,
-// lora_down:<key> [R, in·k·k] and lora_up:<key> [out, R], R free per layer,
-// and uses W + up·down as the layer's weight (nn.Param.Delta). Several
-// LoRAs stack by concatenating their factors along R, each one's
+// lora_down:<key> ([R, in] or [R, in, k, k]) and lora_up:<key> ([out, R]
+// or [out, R, 1, 1]), R free per layer, and adds up·(down·x) to the
+// layer's output W·x (nn.Param.Adapter; for convolutions down is a
+// convolution with the layer's kernel, stride and padding, up a 1×1 one).
+// Several LoRAs stack by concatenating their factors along R, each one's
 // scale·alpha/rank folded into its rows of up; layers no LoRA of the set
-// changes get empty (R = 0) factors, whose product ONNX Runtime's CPU and
-// CUDA MatMul kernels define as zeros, so strength 0 is the base model bit
-// for bit (tested). A change of LoRA set or strength is therefore a change
-// of inputs (Slots.Inputs): no session is created, no weight is read again.
+// changes get a zero rank-1 pair, whose term is exactly zero, so strength 0
+// is the base model bit for bit (tested). A change of LoRA set or strength
+// is therefore a change of inputs (Slots.Inputs): no session is created, no
+// weight is read again.
 //
 // Why not merge into copies at load: every change of set would need new
-// sessions, and creating the full SDXL UNet's CPU session takes 110–230 s
-// and peaks at 11–20 GB (BENCHMARKS.md, engine/pipeline), plus merged
-// copies of up to 2.2 G linear weights that would have to be written out as
-// external data (a ModelProto cannot exceed 2 GB). Set.Merge exists for
-// tools and checks only.
+// sessions, and creating the full SDXL UNet's CPU session takes 80–230 s
+// and peaks at 11–15 GB (BENCHMARKS.md), plus merged copies of up to 2.2 G
+// linear weights that would have to be written out as external data (a
+// ModelProto cannot exceed 2 GB). Set.Merge exists for tools and checks.
 //
-// Why the weight-space product up·down rather than the activation-space
-// y = W·x + up·(down·x): both were measured (BenchmarkDesign, a chain of
-// Linear layers of UNet widths and token counts, CPU, one thread). The
-// product costs out·in·R per layer and run, independent of batch and image
-// size, where the activation form costs N·R·(in+out) plus an N·out add.
-// On CPU the weight form's real cost is elsewhere: a weight that is not a
-// constant loses ONNX Runtime's prepacked GEMM (a plain graph whose weight
-// is an input is as slow), 9–21 % on those isolated GEMMs against 1–13 %
-// for the activation form. On whole UNets that difference disappears into
-// the rest of the step (attention, convolutions, norms): the tiny UNet pays
-// about 3 ms per step for its 374 slots, and the mid-size and full-size
-// UNets measured no cost above the run-to-run noise (BENCHMARKS.md). The
-// weight form needs no change to the layers (it is the Param.Delta hook),
-// covers convolutions (LoCon) and CLIP-G's packed q/k/v rows the same way,
-// and on GPUs moves less memory per layer (C² instead of N·C).
+// Why up·(down·x) on activations rather than W + up·down on weights (the
+// nn.Param.Delta hook), measured both ways (BenchmarkDesign, BENCHMARKS.md):
+// the weight form looks cheaper on paper (out·in·R per layer, independent
+// of image size, against N·R·(in+out)), but a weight that is no longer a
+// constant loses ONNX Runtime's prepacked GEMM on CPU (9–21 % slower on
+// UNet-sized Linear layers against 1–13 % for the activation form), and,
+// decisively, ONNX Runtime runs nodes that do not depend on the image
+// early: every W + up·down of the UNet was computed before the first
+// layer and held at once, a second float32 copy of the weights (a chain of
+// 24 4096² layers: +1.7 GB; the full UNet: killed for memory on a 23 GB
+// machine). The activation form keeps every weight a constant consumed in
+// place (TestWeightsUntouched) and covers convolutions (LoCon) and
+// CLIP-G's packed q/k/v rows (three terms concatenated) the same way.
 //
-// Slots cost inputs too: each Run wraps every slot input in an ONNX Runtime
-// tensor (about 1.3 ms for the full UNet's 1,588), and the first Run after
-// the ranks change re-plans memory once. A graph may have slots for all
-// layers (Arch.AllSlots: any set applies, nothing is ever rebuilt) or only
-// for the layers some sets change (Arch.SlotsFor; Slots.Covers says when a
-// new set needs more, i.e. a rebuild); a model loaded without slots runs
-// exactly the plain graph.
+// Slots cost something per step even when empty: two skinny products and an
+// add per layer, and each Run wraps every slot input in an ONNX Runtime
+// tensor (about 1.3 ms for the full UNet's 1,588). BENCHMARKS.md has the
+// figures for the tiny, a mid-size and the full-size UNet. A graph may have
+// slots for all layers (Arch.AllSlots: any set applies, nothing is ever
+// rebuilt) or only for the layers some sets change (Arch.SlotsFor;
+// Slots.Covers says when a new set needs more, i.e. a rebuild); a model
+// loaded without slots runs exactly the plain graph.
 package lora

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pixery/pixery/engine/nn"
@@ -229,4 +230,46 @@ func TestFloat16(t *testing.T) {
 	check("fp16 unet 0.8", out[unet.Output], ioTensor(t, "unet_out_s0_8"))
 	out = run(t, session(t, tinyText(t, cfg, sdxl.CLIPG, slots, half)), map[string]runtime.Tensor{clip.InputIDs: ioTensor(t, "input_ids_2")}, feeds[sdxl.CLIPG])
 	check("fp16 clip_g 0.8 penultimate", out[clip.OutputPenultimate], ioTensor(t, "enc2_penultimate_s0_8"))
+}
+
+// TestWeightsUntouched: in a slotted graph every slotted weight still feeds
+// its layer's product directly, so ONNX Runtime keeps it a constant (and
+// prepacks it on CPU): LoRA terms are added to outputs, never to weights.
+// A changed copy of every weight is what made the weight-space variant
+// hold twice the UNet's memory (BENCHMARKS.md).
+func TestWeightsUntouched(t *testing.T) {
+	cfg := tinyConfigs(t)
+	a := tinyArch(t)
+	slots := a.AllSlots()
+	consumers := map[string][]string{}
+	inputs := 0
+	for _, g := range []*nn.Graph{
+		tinyUNet(t, cfg, slots, nn.BuildOptions{}),
+		tinyText(t, cfg, sdxl.CLIPL, slots, nn.BuildOptions{}),
+		tinyText(t, cfg, sdxl.CLIPG, slots, nn.BuildOptions{}),
+	} {
+		inputs += len(g.Inputs)
+		for _, n := range g.Model.Graph.Nodes {
+			for _, in := range n.Inputs {
+				consumers[in] = append(consumers[in], n.OpType)
+			}
+		}
+	}
+	keys := map[string]bool{}
+	for _, l := range slots.Layers() {
+		keys[l.Key] = true
+	}
+	for key := range keys {
+		ops := consumers[key]
+		want := map[bool]string{true: "FusedMatMul", false: "Conv"}[a.ByKey(key)[0].Kernel == 0]
+		if strings.Contains(key, "in_proj_weight") {
+			want = "Transpose" // OpenCLIP's packed projection: x·Wᵀ
+		}
+		if len(ops) != 1 || ops[0] != want {
+			t.Errorf("%s is consumed by %v, want [%s]", key, ops, want)
+		}
+	}
+	if want := 5 + 2 + 2*len(slots.Layers()); inputs != want {
+		t.Errorf("%d graph inputs, want %d (5 UNet, 2 input_ids, 2 per slot)", inputs, want)
+	}
 }

@@ -16,8 +16,9 @@ import (
 
 // Slots are the layers a graph takes LoRA factors for as inputs. A graph
 // built after Attach has, for every slotted layer, two more float32 inputs:
-// DownInput(l) [R, In·k·k] and UpInput(l) [Out, R], with R free per layer,
-// and computes its weight as W + up·down. Several LoRAs stack by
+// DownInput(l) [R, In] or [R, In, k, k] and UpInput(l) [Out, R] or
+// [Out, R, 1, 1], with R free per layer, and adds up·(down·x) to the
+// layer's output W·x. Several LoRAs stack by
 // concatenating their factors along R, each one's scale·alpha/rank folded
 // into its rows of up, so a change of LoRA set or strength is a change of
 // inputs: the session, and the base weights it maps from the checkpoint,
@@ -104,7 +105,7 @@ func rankDim(l *Layer) onnx.Dim { return nn.Dyn("lora_rank:" + l.ID()) }
 
 // Attach makes graphs of module (the UNet, a *unet.Model, or a text
 // encoder, bound or not) built from now on take the slots of component c
-// as inputs: it sets nn.Param.Delta on every slotted weight and clears it
+// as inputs: it sets nn.Param.Adapter on every slotted weight and clears it
 // on the others, so attaching a smaller set of slots removes inputs again.
 // A parameter whose shape differs from the layer's is an error (a module
 // of another configuration).
@@ -115,7 +116,7 @@ func (s *Slots) Attach(c sdxl.Component, module any) error {
 	}
 	var bad []string
 	err := nn.Walk(prefix, module, func(key string, p *nn.Param) {
-		p.Delta = nil
+		p.Adapter = nil
 		var ls []*Layer
 		for _, l := range s.arch.byKey[key] {
 			if s.has[l.index] {
@@ -129,7 +130,7 @@ func (s *Slots) Attach(c sdxl.Component, module any) error {
 			bad = append(bad, fmt.Sprintf("%s has shape %v, the LoRA layer %v", key, p.Shape, ls[0].Shape))
 			return
 		}
-		p.Delta = delta(ls, p.Shape)
+		p.Adapter = adapter(ls)
 	})
 	if err != nil {
 		return fmt.Errorf("attach LoRA slots to %s: %w", c, err)
@@ -161,29 +162,57 @@ func (s *Slots) AttachCheckpoint(ck *sdxl.Checkpoint) error {
 	return nil
 }
 
-// delta builds ΔW = up·down for the layers of one weight (one, or the q, k,
-// v row blocks of a packed projection, concatenated in row order). The
-// weight-space product costs Out·In·R per layer and run, independent of
-// batch and image size; see the package documentation for why it beats
-// the activation-space form here.
-func delta(ls []*Layer, shape []int64) func(b *onnx.Builder) onnx.Value {
-	return func(b *onnx.Builder) onnx.Value {
-		parts := make([]onnx.Value, len(ls))
-		for i, l := range ls {
-			r := rankDim(l)
-			up := nn.Input(b, UpInput(l), nn.Fixed(l.Out), r)
-			down := nn.Input(b, DownInput(l), r, nn.Fixed(l.fanIn()))
-			parts[i] = up.MatMul(down)
-		}
-		d := parts[0]
-		if len(parts) > 1 {
-			d = onnx.Concat(0, parts...)
-		}
-		if len(shape) != 2 {
-			d = d.Reshape(shape...)
-		}
-		return d
+// adapter adds up·(down·x) for the layers of one weight: one, or the q, k,
+// v row blocks of a packed projection, whose terms are concatenated along
+// the output features. The base weight is used as it is (prepacked by ONNX
+// Runtime on CPU) and no changed copy of it is ever made; see the package
+// documentation for the measurements behind this form.
+func adapter(ls []*Layer) nn.Adapter { return slotAdapter(ls) }
+
+type slotAdapter []*Layer
+
+// factor declares (once per graph) a layer's down or up input.
+func factor(b *onnx.Builder, l *Layer, up bool) onnx.Value {
+	type key struct {
+		l  *Layer
+		up bool
 	}
+	return b.Memo(key{l, up}, func() onnx.Value {
+		r := rankDim(l)
+		switch {
+		case up && l.Kernel == 0:
+			return nn.Input(b, UpInput(l), nn.Fixed(l.Out), r)
+		case up:
+			return nn.Input(b, UpInput(l), nn.Fixed(l.Out), r, nn.Fixed(1), nn.Fixed(1))
+		case l.Kernel == 0:
+			return nn.Input(b, DownInput(l), r, nn.Fixed(l.In))
+		}
+		return nn.Input(b, DownInput(l), r, nn.Fixed(l.In), nn.Fixed(l.Kernel), nn.Fixed(l.Kernel))
+	})
+}
+
+func (a slotAdapter) Linear(x onnx.Value) onnx.Value {
+	b := x.Builder()
+	parts := make([]onnx.Value, len(a))
+	for i, l := range a {
+		// FusedMatMul with transB reads both factors in their stored
+		// layout, as nn.Linear reads weights.
+		h := b.Node("FusedMatMul", onnx.MicrosoftDomain, []onnx.Value{x, factor(b, l, false)}, 1, onnx.AInt("transB", 1))[0]
+		parts[i] = b.Node("FusedMatMul", onnx.MicrosoftDomain, []onnx.Value{h, factor(b, l, true)}, 1, onnx.AInt("transB", 1))[0]
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return onnx.Concat(-1, parts...)
+}
+
+func (a slotAdapter) Conv(x onnx.Value, stride int64, pads [4]int64) onnx.Value {
+	b := x.Builder()
+	l := a[0] // convolutions are never packed
+	// The down factor is a convolution with the layer's own kernel,
+	// stride and padding; up is a 1×1 convolution (lora.md §1).
+	h := x.Conv2D(factor(b, l, false), onnx.Value{}, stride, pads)
+	return h.Conv2D(factor(b, l, true), onnx.Value{}, 1, [4]int64{})
 }
 
 // Feeds are the slot inputs for one LoRA set, per component, to be added to
@@ -192,8 +221,8 @@ type Feeds map[sdxl.Component]map[string]runtime.Tensor
 
 // Inputs makes the slot inputs for a set: per slotted layer the factors of
 // every LoRA that changes it, concatenated along the rank, with scale ·
-// alpha/rank folded into up; empty (rank 0) factors where none does, or
-// where every scale is 0, which leaves the weight exactly as it is. Every layer
+// alpha/rank folded into up; a zero rank-1 pair where none does, or where
+// every scale is 0, which leaves the layer's output exactly as it is. Every layer
 // the set changes must have a slot (see Covers). The tensors share memory
 // with the files where they can; they are only read.
 func (s *Slots) Inputs(set Set) (Feeds, error) {
@@ -202,10 +231,15 @@ func (s *Slots) Inputs(set Set) (Feeds, error) {
 	}
 	type pair struct{ down, up runtime.Tensor }
 	pairs := make([]pair, len(s.layers))
-	// Rank 0 for layers no LoRA changes: MatMul with an empty inner
-	// dimension gives zeros in ONNX Runtime's CPU and CUDA kernels, and it
-	// was cheaper than a zero rank-1 pair (BenchmarkDesign).
-	empty := []float32{}
+	// A zero rank-1 pair for layers no LoRA changes: its term is exactly
+	// zero, so the layer computes what it computes without slots. (Rank 0
+	// would skip even that, but not every kernel of every provider takes
+	// empty convolutions.)
+	var widest int64
+	for _, l := range s.layers {
+		widest = max(widest, l.fanIn(), l.Out)
+	}
+	zeros := make([]float32, widest)
 	// Layers are independent; scaling the up factors of a full-size set is
 	// a few hundred MB of float32, so the cores share it.
 	parallel(len(s.layers), func(i int) {
@@ -213,7 +247,7 @@ func (s *Slots) Inputs(set Set) (Feeds, error) {
 		fan := l.fanIn()
 		ts := set.terms(l)
 		if len(ts) == 0 {
-			pairs[i] = pair{runtime.F32(empty, 0, fan), runtime.F32(empty, l.Out, 0)}
+			pairs[i] = pair{factorTensor(l, zeros[:fan], 1, false), factorTensor(l, zeros[:l.Out], 1, true)}
 			return
 		}
 		var rank int64
@@ -242,7 +276,7 @@ func (s *Slots) Inputs(set Set) (Feeds, error) {
 			}
 			col += r
 		}
-		pairs[i] = pair{runtime.F32(down, rank, fan), runtime.F32(up, l.Out, rank)}
+		pairs[i] = pair{factorTensor(l, down, rank, false), factorTensor(l, up, rank, true)}
 	})
 	feeds := Feeds{}
 	for i, l := range s.layers {
@@ -255,6 +289,19 @@ func (s *Slots) Inputs(set Set) (Feeds, error) {
 		m[UpInput(l)] = pairs[i].up
 	}
 	return feeds, nil
+}
+
+// factorTensor shapes a layer's factor data as its graph input.
+func factorTensor(l *Layer, data []float32, rank int64, up bool) runtime.Tensor {
+	switch {
+	case up && l.Kernel == 0:
+		return runtime.F32(data, l.Out, rank)
+	case up:
+		return runtime.F32(data, l.Out, rank, 1, 1)
+	case l.Kernel == 0:
+		return runtime.F32(data, rank, l.In)
+	}
+	return runtime.F32(data, rank, l.In, l.Kernel, l.Kernel)
 }
 
 // parallel calls fn(0..n-1) on GOMAXPROCS goroutines.
