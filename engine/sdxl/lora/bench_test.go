@@ -394,7 +394,8 @@ func BenchmarkFeedTensors(b *testing.B) {
 // first without slots, then with every slot, fed empty, then with a
 // rank-32 LoRA on kohya's default layers; switching sets is timed as
 // Inputs plus the first Run with them. Runs only with PIXERY_BENCH_LARGE=1
-// and when nothing else big runs.
+// and when nothing else big runs; PIXERY_BENCH_VARIANT=plain or slots runs
+// one session only, so that the peak resident set is that session's.
 func BenchmarkFullUNet(b *testing.B) {
 	if os.Getenv("PIXERY_BENCH_LARGE") == "" {
 		b.Skip("set PIXERY_BENCH_LARGE=1 (about 12 GB, 10+ minutes)")
@@ -432,7 +433,8 @@ func BenchmarkFullUNet(b *testing.B) {
 			b.Logf("%s run %d: %.1f s (cpu %.1f s)", name, i, time.Since(t).Seconds(), (cpuTime() - c).Seconds())
 		}
 	}
-	for _, withSlots := range []bool{false, true} {
+	variants := map[string][]bool{"": {false, true}, "plain": {false}, "slots": {true}}[os.Getenv("PIXERY_BENCH_VARIANT")]
+	for _, withSlots := range variants {
 		ck, err := sdxl.Open(path, sdxl.Default(), sdxl.UNet)
 		if err != nil {
 			b.Fatal(err)
