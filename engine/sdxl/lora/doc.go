@@ -49,18 +49,20 @@
 // ModelProto cannot exceed 2 GB). Set.Merge exists for tools and checks.
 //
 // Why up·(down·x) on activations rather than W + up·down on weights (the
-// nn.Param.Delta hook), measured both ways (BenchmarkDesign, BENCHMARKS.md):
-// the weight form looks cheaper on paper (out·in·R per layer, independent
-// of image size, against N·R·(in+out)), but a weight that is no longer a
-// constant loses ONNX Runtime's prepacked GEMM on CPU (9–21 % slower on
-// UNet-sized Linear layers against 1–13 % for the activation form), and,
-// decisively, ONNX Runtime runs nodes that do not depend on the image
-// early: every W + up·down of the UNet was computed before the first
-// layer and held at once, a second float32 copy of the weights (a chain of
-// 24 4096² layers: +1.7 GB; the full UNet: killed for memory on a 23 GB
-// machine). The activation form keeps every weight a constant consumed in
-// place (TestWeightsUntouched) and covers convolutions (LoCon) and
-// CLIP-G's packed q/k/v rows (three terms concatenated) the same way.
+// nn.Param.Delta hook); both were measured (BenchmarkDesign, BENCHMARKS.md).
+// The weight form looks cheaper on paper (out·in·R per layer, independent
+// of image size, against N·R·(in+out)), and on UNet-sized Linear layers the
+// two cost about the same on CPU (0–10 % over no LoRA each; a weight that
+// is not a constant loses ONNX Runtime's prepacked GEMM, which eats the
+// weight form's advantage), while at text-encoder token counts the weight
+// form costs 19–46 %. Decisive is memory: ONNX Runtime runs nodes that do
+// not depend on the image early, so every W + up·down of the UNet was
+// computed before the first layer and held at once, a second float32 copy
+// of the weights (a chain of 24 4096² layers: +1.7 GB; the full UNet was
+// killed for memory on a 23 GB machine, its first step twice as slow). The
+// activation form keeps every weight a constant consumed in place
+// (TestWeightsUntouched) and covers convolutions (LoCon) and CLIP-G's
+// packed q/k/v rows (three terms concatenated) the same way.
 //
 // Slots cost something per step even when empty: two skinny products and an
 // add per layer, and each Run wraps every slot input in an ONNX Runtime
