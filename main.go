@@ -1,14 +1,28 @@
-// Command pixery is pixery's desktop app and command line. With arguments
-// it runs a subcommand (`pixery remote offers`, …); the desktop window
-// (issue #7) is not built yet, so without arguments it prints the commands.
+// Command pixery is pixery's desktop app and command line: without arguments
+// it opens the window (package ui); with a subcommand (`pixery generate`,
+// `pixery models`, `pixery gallery`, `pixery remote …`) it is the CLI.
 package main
 
 import (
+	"fmt"
 	"os"
 
+	"fyne.io/fyne/v2/app"
+
 	"github.com/pixery/pixery/app/cli"
+	"github.com/pixery/pixery/ui"
 )
 
 func main() {
-	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	if len(os.Args) > 1 {
+		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	a := app.NewWithID("io.pixery.app")
+	u, err := ui.New(a, ui.Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pixery:", err)
+		os.Exit(1)
+	}
+	u.Window.ShowAndRun()
+	u.Close()
 }

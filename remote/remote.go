@@ -553,9 +553,16 @@ type DeployOptions struct {
 	// Registry and RegistryDir: the model registry TOMLs to upload.
 	Registry    fs.FS
 	RegistryDir string
+	// ModelFiles are local files to put into the host's models folder
+	// (checkpoints the user has, LoRAs as "loras/NAME"); see
+	// deploy.Options.ModelFiles.
+	ModelFiles []deploy.ModelFile
 	// Token, when set, is given to the engine through a 0600 file.
 	Token     string
 	SkipSetup bool
+	// SetupArgs are extra arguments for `pixery-engine setup` on the host
+	// ("--no-models", "--model", "pony", "--no-libs").
+	SetupArgs []string
 	Progress  func(deploy.Progress)
 	Output    io.Writer
 	// HealthTimeout bounds waiting for /v1/health (default 2 min).
@@ -594,7 +601,8 @@ func (m *Manager) Deploy(ctx context.Context, o DeployOptions) (*deploy.Result, 
 }
 
 // Update pushes a new engine to the target and restarts it gracefully:
-// the running engine finishes its queued and running jobs first.
+// the running engine finishes its running job first (queued jobs are
+// cancelled; see deploy.Host.Update).
 func (m *Manager) Update(ctx context.Context, o DeployOptions) (*deploy.Result, error) {
 	return m.deploy(ctx, o, true)
 }
@@ -613,6 +621,9 @@ func (m *Manager) deploy(ctx context.Context, o DeployOptions, update bool) (*de
 			return nil, err
 		}
 	}
+	if _, err := deploy.CheckModelFiles(o.ModelFiles); err != nil {
+		return nil, err
+	}
 	layout := m.layoutFor(t)
 	if o.Layout != nil {
 		layout = *o.Layout
@@ -628,8 +639,9 @@ func (m *Manager) deploy(ctx context.Context, o DeployOptions, update bool) (*de
 	}
 	defer h.Close()
 	t.Root, t.EnginePort = layout.Root, layout.Port
-	opts := deploy.Options{Engine: o.Engine, Registry: o.Registry, RegistryDir: o.RegistryDir, Token: o.Token,
-		Progress: o.Progress, Output: o.Output, SkipSetup: o.SkipSetup, HealthTimeout: o.HealthTimeout}
+	opts := deploy.Options{Engine: o.Engine, Registry: o.Registry, RegistryDir: o.RegistryDir, ModelFiles: o.ModelFiles,
+		Token: o.Token, Progress: o.Progress, Output: o.Output, SkipSetup: o.SkipSetup, SetupArgs: o.SetupArgs,
+		HealthTimeout: o.HealthTimeout}
 	var res *deploy.Result
 	if update {
 		res, err = h.Update(ctx, opts)

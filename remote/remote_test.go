@@ -51,9 +51,15 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldOpts(t, sshdtest.Options{})
+}
+
+// newWorldOpts is newWorld with the host's sshd configured by opt.
+func newWorldOpts(t *testing.T, opt sshdtest.Options) *world {
+	t.Helper()
 	w := &world{accept: true}
 	w.home = sshdtest.Home(t)
-	w.srv = sshdtest.Start(t, sshdtest.Options{})
+	w.srv = sshdtest.Start(t, opt)
 	w.key = sshdtest.NewKey(t, filepath.Join(w.home, ".ssh", "id_ed25519"), "")
 	w.fake = vastfake.New(apiKey)
 	t.Cleanup(w.fake.Close)

@@ -14,7 +14,10 @@ ORT_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/pixery/lib"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
-apt_packages=(ca-certificates gcc git openssh-server openssh-client)
+# gcc, pkg-config and the X11/GL -dev packages build the desktop app (Fyne's
+# GLFW driver, cgo); openssh-server is for the remote tests' real sshd.
+apt_packages=(ca-certificates gcc libc6-dev pkg-config git openssh-server openssh-client
+  libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

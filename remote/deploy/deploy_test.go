@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,7 +140,7 @@ func TestDeployDetachedStartLogsUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy: %v\nsetup output:\n%s", err, setupOut.String())
 	}
-	if res.Health.Version != "v1" || res.Health.Status != "ok" {
+	if res.Health.Version != "v1" || res.Health.Provider != "CPU" || res.Health.Device != "CPU" || !res.Health.Idle() {
 		t.Fatalf("health %+v", res.Health)
 	}
 	if got := strings.Join(steps, ","); !strings.HasPrefix(got, "upload,verify") || !strings.HasSuffix(got, "setup,stop,start,health") {
@@ -189,6 +191,16 @@ func TestDeployDetachedStartLogsUpdate(t *testing.T) {
 	if float64(res.PID) != res.Health.Raw["pid"] {
 		t.Errorf("pid %d but the engine says %v", res.PID, res.Health.Raw["pid"])
 	}
+	// The engine wants the token on every request (Health found it in the
+	// token file on the host); without it the answer is 401.
+	resp, err := http.Get("http://" + e.layout.Addr() + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("health without the token: HTTP %d", resp.StatusCode)
+	}
 
 	// Detached: the engine outlives the SSH connection and sshd itself.
 	e.client.Close()
@@ -228,12 +240,16 @@ func TestDeployDetachedStartLogsUpdate(t *testing.T) {
 	submitJob(t, e.host, 700)
 	v2 := sshdtest.StandInEngine(t, "v2")
 	start := time.Now()
-	res2, err := e.host.Update(ctx, deploy.Options{Engine: v2, SkipSetup: true, HealthTimeout: 20 * time.Second})
+	res2, err := e.host.Update(ctx, deploy.Options{Engine: v2, SkipSetup: true, HealthTimeout: 20 * time.Second,
+		Grace: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res2.Health.Version != "v2" || res2.PID == res.PID {
-		t.Fatalf("after update: %+v pid %d (old %d)", res2.Health, res2.PID, res.PID)
+	if res2.Health.Version != "v2" || res2.PID == res.PID || !res2.Swapped {
+		t.Fatalf("after update: %+v pid %d (old %d), swapped %v", res2.Health, res2.PID, res.PID, res2.Swapped)
+	}
+	if res2.Health.Raw["token_sha256"] != hex.EncodeToString(tokSum[:]) {
+		t.Errorf("the new engine did not get the token: %v", res2.Health.Raw["token_sha256"])
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", res.PID)); err == nil {
 		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", res.PID)); !bytes.Contains(st, []byte(") Z ")) {
@@ -266,15 +282,230 @@ func TestDeployDetachedStartLogsUpdate(t *testing.T) {
 	}
 }
 
-func submitJob(t *testing.T, h *deploy.Host, ms int) {
+func submitJob(t *testing.T, h *deploy.Host, ms int) string {
 	t.Helper()
-	resp, err := h.HTTPClient().Post("http://engine/v1/jobs?ms="+strconv.Itoa(ms), "application/json", nil)
+	return submit(t, h, "ms="+strconv.Itoa(ms))
+}
+
+// submit posts a stand-in job (query: ms=N, hold=PATH) and returns its id.
+func submit(t *testing.T, h *deploy.Host, query string) string {
+	t.Helper()
+	resp, err := h.HTTPClient().Post("http://engine/v1/jobs?"+query, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("job: HTTP %d", resp.StatusCode)
+	defer resp.Body.Close()
+	var sub struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&sub); err != nil || resp.StatusCode != http.StatusAccepted || sub.ID == "" {
+		t.Fatalf("job: HTTP %d, %+v %v", resp.StatusCode, sub, err)
+	}
+	return sub.ID
+}
+
+// holds makes hold files for stand-in jobs: a job submitted with
+// hold=h.path(name) runs until h.release(name).
+type holds string
+
+func (h holds) path(name string) string { return filepath.Join(string(h), name) }
+
+func (h holds) release(t *testing.T, name string) {
+	if err := os.WriteFile(h.path(name), nil, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// inOrder says whether each of subs occurs in s after the one before.
+func inOrder(s string, subs ...string) bool {
+	at := 0
+	for _, sub := range subs {
+		i := strings.Index(s[at:], sub)
+		if i < 0 {
+			return false
+		}
+		at += i + len(sub)
+	}
+	return true
+}
+
+func sameBytes(t *testing.T, a, b string) bool {
+	t.Helper()
+	x, err1 := os.ReadFile(a)
+	y, err2 := os.ReadFile(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// Update waits until the engine is idle — the running job, the queued
+// ones and one that comes in during the grace period — then stops it and
+// swaps the binaries; the old binary stays in place while it waits, and
+// setup runs with the new one.
+func TestUpdateWaitsForQueuedJobs(t *testing.T) {
+	e := setup(t, sshdtest.Options{})
+	ctx := context.Background()
+	v1, v2 := sshdtest.StandInEngine(t, "v1"), sshdtest.StandInEngine(t, "v2")
+	res, err := e.host.Deploy(ctx, deploy.Options{Engine: v1, SkipSetup: true, HealthTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := holds(t.TempDir())
+	j1 := submit(t, e.host, "hold="+hold.path("a"))
+	j2 := submit(t, e.host, "hold="+hold.path("b"))
+	j3 := submit(t, e.host, "ms=0")
+	var (
+		waits     []string
+		graces    int
+		j4        string
+		misplaced bool // a binary was not where it belongs during the wait
+	)
+	var out bytes.Buffer
+	res2, err := e.host.Update(ctx, deploy.Options{Engine: v2, Output: &out, HealthTimeout: 20 * time.Second,
+		Grace: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Progress: func(p deploy.Progress) {
+			switch p.Step {
+			case "wait":
+				if len(waits) == 0 || waits[len(waits)-1] != p.Message {
+					waits = append(waits, p.Message)
+				}
+				if !sameBytes(t, e.layout.Engine(), v1) || !sameBytes(t, e.layout.EngineNext(), v2) {
+					misplaced = true
+				}
+				switch {
+				case p.Running == "":
+				case p.Running == j1:
+					hold.release(t, "a")
+				case p.Running == j2:
+					hold.release(t, "b")
+				case p.Running == j4:
+					hold.release(t, "c")
+				}
+			case "grace":
+				graces++
+				if j4 == "" {
+					// A client submits a job while the update waits.
+					j4 = submit(t, e.host, "hold="+hold.path("c"))
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatalf("update: %v\n%s", err, out.String())
+	}
+	want := []string{"asking the engine whether it has jobs", "waiting for 2 queued jobs and the running one to finish",
+		"waiting for 1 queued job and the running one to finish"}
+	if len(waits) < 3 || !reflect.DeepEqual(waits[:3], want) {
+		t.Errorf("wait reports %q\nwant first %q", waits, want)
+	}
+	if graces != 2 || misplaced {
+		t.Errorf("%d grace periods (want 2: before and after job %s), binaries misplaced while waiting: %v", graces, j4, misplaced)
+	}
+	if res2.Health.Version != "v2" || res2.PID == res.PID || !res2.Swapped || res2.Engine.Skipped {
+		t.Fatalf("after update: %+v pid %d (old %d), %+v", res2.Health, res2.PID, res.PID, res2)
+	}
+	if !sameBytes(t, e.layout.Engine(), v2) {
+		t.Error("the engine on the host is not v2")
+	}
+	if _, err := os.Stat(e.layout.EngineNext()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left behind: %v", e.layout.EngineNext(), err)
+	}
+	// setup ran with the new binary, before the wait.
+	if b, _ := os.ReadFile(filepath.Join(e.layout.Models(), ".setup-done")); string(b) != "v2\n" {
+		t.Errorf("setup marker %q, want the new engine's", b)
+	}
+	log := logText(t, e.layout)
+	if !inOrder(log, "job "+j1+" done", "job "+j2+" done", "job "+j3+" done", "job "+j4+" done", "SIGTERM", "\nstopped", "engine v2 serving") ||
+		strings.Contains(log, "cancelled") {
+		t.Fatalf("jobs did not all finish before the stop:\n%s", log)
+	}
+}
+
+// A busy engine at the end of the wait: Update fails with ErrBusy and
+// leaves it running, untouched; with Force it restarts it anyway (the
+// running job finishes, the queued one is cancelled, as on SIGTERM).
+func TestUpdateTimeoutAndForce(t *testing.T) {
+	e := setup(t, sshdtest.Options{})
+	ctx := context.Background()
+	v1, v2 := sshdtest.StandInEngine(t, "v1"), sshdtest.StandInEngine(t, "v2")
+	res, err := e.host.Deploy(ctx, deploy.Options{Engine: v1, SkipSetup: true, HealthTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := holds(t.TempDir())
+	j1 := submit(t, e.host, "hold="+hold.path("a"))
+	var waits []string
+	opts := deploy.Options{Engine: v2, SkipSetup: true, HealthTimeout: 20 * time.Second, WaitTimeout: 300 * time.Millisecond,
+		Grace: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Progress: func(p deploy.Progress) {
+			if p.Step == "wait" {
+				waits = append(waits, p.Message)
+			}
+		}}
+	_, err = e.host.Update(ctx, opts)
+	if !errors.Is(err, deploy.ErrBusy) || !strings.Contains(err.Error(), "it is running job "+j1) ||
+		!strings.Contains(err.Error(), "no job was touched") || !strings.Contains(err.Error(), e.layout.EngineNext()) {
+		t.Fatalf("update of a busy engine: %v", err)
+	}
+	t.Logf("%v", err)
+	if len(waits) < 2 || waits[1] != "waiting for the running job to finish" {
+		t.Errorf("wait reports %q", waits)
+	}
+	// The old engine serves on, with its job, and its binary in place.
+	check := func() {
+		t.Helper()
+		pid, ok, err := e.host.Running(ctx)
+		h, herr := e.host.Health(ctx)
+		if err != nil || !ok || pid != res.PID || herr != nil || h.Version != "v1" || h.Running != j1 {
+			t.Fatalf("after the failed update: pid %d (was %d) %v %v, health %+v %v", pid, res.PID, ok, err, h, herr)
+		}
+		if !sameBytes(t, e.layout.Engine(), v1) || !sameBytes(t, e.layout.EngineNext(), v2) {
+			t.Fatal("binaries on the host: want v1 in place and v2 beside it")
+		}
+	}
+	check()
+	// A negative wait does not wait: busy now is busy.
+	opts.WaitTimeout = -1
+	if _, err := e.host.Update(ctx, opts); !errors.Is(err, deploy.ErrBusy) {
+		t.Fatalf("update without waiting: %v", err)
+	}
+	check()
+	hold.release(t, "a")
+	waitFor(t, 60*time.Second, func() bool { return strings.Contains(logText(t, e.layout), "job "+j1+" done") }, "job 1 to finish")
+
+	// Force: a running job (held until the engine got SIGTERM) and a
+	// queued one.
+	j2 := submit(t, e.host, "hold="+hold.path("b"))
+	j3 := submit(t, e.host, "ms=0")
+	sigterm := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if b, _ := os.ReadFile(e.layout.Log()); bytes.Contains(b, []byte("SIGTERM")) {
+				sigterm <- os.WriteFile(hold.path("b"), nil, 0o644)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		sigterm <- errors.New("the engine never got SIGTERM")
+		os.WriteFile(hold.path("b"), nil, 0o644)
+	}()
+	waits = nil
+	opts.WaitTimeout, opts.Force = 200*time.Millisecond, true
+	res2, err := e.host.Update(ctx, opts)
+	if err != nil {
+		t.Fatalf("forced update: %v", err)
+	}
+	if err := <-sigterm; err != nil {
+		t.Fatal(err)
+	}
+	// The staged binary of the failed updates was used; nothing was sent again.
+	if res2.Health.Version != "v2" || res2.PID == res.PID || !res2.Swapped || !res2.Engine.Skipped || res2.Engine.Sent != 0 {
+		t.Fatalf("after the forced update: %+v pid %d, %+v %+v", res2.Health, res2.PID, res2, res2.Engine)
+	}
+	if last := waits[len(waits)-1]; !strings.Contains(last, "restarting anyway") || !strings.Contains(last, "1 queued job and a running one ("+j2+")") {
+		t.Errorf("last wait report %q", last)
+	}
+	log := logText(t, e.layout)
+	if !inOrder(log, "SIGTERM", "job "+j3+" cancelled: shutting down", "job "+j2+" done", "\nstopped", "engine v2 serving") {
+		t.Fatalf("forced restart:\n%s", log)
 	}
 }
 

@@ -16,10 +16,23 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pixery/pixery/engine/api"
 )
 
 // ErrEngineDown means nothing answers on the engine's port on the host.
 var ErrEngineDown = errors.New("engine is not running on the host")
+
+// ErrBusy means Update waited for the engine's jobs and the engine still
+// had work when the wait ended: it was left running, untouched.
+var ErrBusy = errors.New("the engine is still busy")
+
+// Defaults of Update's wait for an idle engine.
+const (
+	DefaultWaitTimeout = 30 * time.Minute
+	DefaultGrace       = 5 * time.Second
+	DefaultIdlePoll    = time.Second
+)
 
 // procAlive is a shell function: is pid $1 a live (non-zombie) process
 // whose command line names pixery-engine? Containers often have no init
@@ -82,8 +95,10 @@ cat ` + shq(l.PID())
 	return pid, nil
 }
 
-// Stop asks the engine to stop with SIGTERM, on which it finishes queued
-// and running jobs, and waits up to timeout for the process to be gone. It
+// Stop asks the engine to stop with SIGTERM, on which pixery-engine
+// takes no new jobs, cancels the queued ones and finishes the running one
+// (for up to its --shutdown-timeout, 2 min by default), and waits up to
+// timeout for the process to be gone. It
 // never sends SIGKILL: an engine that takes longer is left running and
 // reported. Stopping an engine that is not running is not an error.
 func (h *Host) Stop(ctx context.Context, timeout time.Duration) error {
@@ -106,27 +121,62 @@ rm -f ` + shq(h.Layout.PID())
 	return err
 }
 
-// Health is the engine's answer to GET /v1/health.
+// Health is the engine's answer to GET /v1/health: pixery-engine's
+// api.Health (version, device, provider, queue), and the whole JSON
+// object in Raw, fields this version does not know included.
 type Health struct {
-	Status  string         `json:"status"`
-	Version string         `json:"version"`
-	Device  string         `json:"device"`
-	Raw     map[string]any `json:"-"`
+	api.Health
+	Raw map[string]any `json:"-"`
+}
+
+// Idle says whether the engine has no job running and none waiting.
+func (h *Health) Idle() bool { return h.Queued == 0 && h.Running == "" }
+
+// token returns the engine's token as the start script hands it over
+// (the token file without trailing newlines), or "" when there is none.
+func (h *Host) token() string {
+	f, err := h.sftp.Open(h.Layout.TokenFile())
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+// bearer adds the engine's token to requests that carry no
+// Authorization of their own.
+type bearer struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token == "" || r.Header.Get("Authorization") != "" {
+		return b.base.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
 }
 
 // HTTPClient returns an HTTP client whose connections go through the SSH
 // connection to the engine's address on the host (direct-tcpip), whatever
-// host the URL names.
+// host the URL names. Requests carry the engine's token when the host
+// has one (read from the token file now).
 func (h *Host) HTTPClient() *http.Client {
 	addr := h.Layout.Addr()
 	return &http.Client{
 		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
+		Transport: bearer{token: h.token(), base: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				return h.ssh.DialContext(ctx, "tcp", addr)
 			},
 			DisableKeepAlives: true,
-		},
+		}},
 	}
 }
 
@@ -156,6 +206,9 @@ func (h *Host) Health(ctx context.Context) (*Health, error) {
 		return nil, fmt.Errorf("engine health: not JSON: %w", err)
 	}
 	_ = json.Unmarshal(b, &hl.Raw)
+	if hl.Version == "" {
+		return nil, fmt.Errorf("engine health: the answer on %s names no version, so it is not pixery-engine's: %.200s", h.Layout.Addr(), bytes.TrimSpace(b))
+	}
 	return &hl, nil
 }
 
@@ -217,15 +270,23 @@ func (h *Host) Logs(ctx context.Context, w io.Writer, lines int, follow bool) er
 	return err
 }
 
-// Setup runs `pixery-engine setup` on the host, streaming its output
-// (stdout and stderr) to w as it comes.
-func (h *Host) Setup(ctx context.Context, w io.Writer) error {
+// Setup runs `pixery-engine setup` on the host with the layout's
+// arguments followed by extra, streaming its output (stdout and stderr)
+// to w as it comes.
+func (h *Host) Setup(ctx context.Context, w io.Writer, extra ...string) error {
+	return h.setup(ctx, h.Layout.Engine(), w, extra...)
+}
+
+// setup runs the setup of the engine binary bin (the new one, during an
+// update: it knows what it needs).
+func (h *Host) setup(ctx context.Context, bin string, w io.Writer, extra ...string) error {
 	if w == nil {
 		w = io.Discard
 	}
 	l := h.Layout
 	lw := &lockedWriter{w: w}
-	return h.run(ctx, "pixery-engine setup", "cd "+shq(l.Root)+" && exec "+shq(l.Engine())+" "+shqAll(l.SetupArgs()), lw, lw)
+	args := append(l.SetupArgs(), extra...)
+	return h.run(ctx, "pixery-engine setup", "cd "+shq(l.Root)+" && exec "+shq(bin)+" "+shqAll(args), lw, lw)
 }
 
 // lockedWriter lets stdout and stderr, copied by two goroutines, share w.
@@ -255,27 +316,89 @@ type Options struct {
 	Progress func(Progress)
 	// Output receives setup's output and step messages.
 	Output io.Writer
+	// ModelFiles are local files uploaded into the models folder before
+	// the registry (checkpoints the user already has, LoRAs, config
+	// files): resumable, verified, and skipped when the host has them.
+	ModelFiles []ModelFile
 	// SkipSetup skips `pixery-engine setup`.
 	SkipSetup bool
+	// SetupArgs are extra arguments for `pixery-engine setup`, after the
+	// layout's own: "--no-models", "--model", "pony", "--no-libs"…
+	SetupArgs []string
 	// StopTimeout bounds the graceful stop of a running engine (default 10 min).
 	StopTimeout time.Duration
 	// HealthTimeout bounds waiting for /v1/health after the start (default 2 min).
 	HealthTimeout time.Duration
+
+	// The rest is for Update, which waits until the running engine is
+	// idle before it stops it.
+
+	// WaitTimeout bounds that wait (0 = DefaultWaitTimeout). A negative
+	// one does not wait: a busy engine ends the update (or, with Force,
+	// is restarted) at once.
+	WaitTimeout time.Duration
+	// Force restarts the engine when the wait ends with jobs left: the
+	// running job gets the engine's shutdown timeout to finish, the
+	// queued ones are cancelled. Without it, Update fails with ErrBusy
+	// and leaves the old engine running.
+	Force bool
+	// Grace is the pause between the engine becoming idle and its stop,
+	// for clients to fetch the last job's images (0 = DefaultGrace,
+	// negative = none).
+	Grace time.Duration
+	// PollInterval is the time between health checks while waiting
+	// (default DefaultIdlePoll).
+	PollInterval time.Duration
 }
 
 // Result says what Deploy or Update did.
 type Result struct {
-	Engine   *UploadResult
-	Registry []string // registry files uploaded
-	PID      int
-	Health   *Health
+	// Engine is the upload of the engine binary (Update: to
+	// Layout.EngineNext, unless the host already ran the same binary).
+	Engine     *UploadResult
+	Registry   []string // registry files uploaded
+	ModelFiles []string // model files uploaded (or already there), by name in the models folder
+	// Swapped says that Update put a new engine binary in place of the
+	// old one (false: the host already had this binary).
+	Swapped bool
+	PID     int
+	Health  *Health
 }
 
-// Deploy uploads the engine and registry, runs setup, (re)starts the
-// engine and waits for /v1/health. Everything is checked locally before
-// the first byte goes out. An engine already running is stopped
-// gracefully after the upload and setup, so it keeps serving meanwhile.
+// Deploy uploads the engine, the model files and the registry, runs
+// setup, (re)starts the engine and waits for /v1/health. Everything is
+// checked locally before the first byte goes out. An engine already
+// running keeps serving during the upload and setup, then gets SIGTERM at
+// once (see Stop: its queued jobs are cancelled); Update waits for its
+// jobs instead.
 func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
+	return h.install(ctx, o, false)
+}
+
+// Update pushes a new engine (and registry and model files) to a host
+// that has a deployment and restarts it gracefully, losing no job:
+//
+//  1. The new binary goes to Layout.EngineNext, beside the old one, which
+//     keeps running; setup runs with the new binary.
+//  2. Update polls /v1/health until the engine has no job queued or
+//     running, reporting the queue (Progress step "wait"). Jobs that
+//     arrive meanwhile are waited for too: waiting for "idle" rather than
+//     for the jobs seen at the start is what lets every client's work
+//     finish. After o.WaitTimeout with work left, Update returns ErrBusy
+//     and the old engine keeps running, untouched — unless o.Force.
+//  3. Once idle, it waits o.Grace for clients to fetch the last images
+//     (the old engine's jobs and images go with it) and checks again that
+//     no job came in; a job submitted in the instant between that check
+//     and the SIGTERM would still be cancelled.
+//  4. SIGTERM, the new binary renamed over the old one, start, health.
+func (h *Host) Update(ctx context.Context, o Options) (*Result, error) {
+	if _, err := h.sftp.Stat(h.Layout.Engine()); err != nil {
+		return nil, fmt.Errorf("update: no engine deployed at %s on the host (run deploy first): %w", h.Layout.Engine(), err)
+	}
+	return h.install(ctx, o, true)
+}
+
+func (h *Host) install(ctx context.Context, o Options, update bool) (*Result, error) {
 	if err := CheckEngineBinary(o.Engine); err != nil {
 		return nil, err
 	}
@@ -285,6 +408,10 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 		if reg, err = LoadRegistry(o.Registry, o.RegistryDir); err != nil {
 			return nil, err
 		}
+	}
+	modelFiles, err := CheckModelFiles(o.ModelFiles)
+	if err != nil {
+		return nil, err
 	}
 	progress := o.Progress
 	if progress == nil {
@@ -310,8 +437,25 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{}
-	if res.Engine, err = h.Upload(ctx, src, l.Engine(), 0o755, progress); err != nil {
+	bin := l.Engine() // the binary setup runs and the start finds
+	if update {
+		staged := false
+		if res.Engine, staged, err = h.stageEngine(ctx, src, progress); err != nil {
+			return res, err
+		}
+		if staged {
+			bin = l.EngineNext()
+		}
+	} else if res.Engine, err = h.Upload(ctx, src, l.Engine(), 0o755, progress); err != nil {
 		return res, err
+	}
+	// Model files before the registry: an entry never names a file that
+	// is not there yet.
+	for _, mf := range modelFiles {
+		if err := h.uploadModelFile(ctx, mf, progress); err != nil {
+			return res, err
+		}
+		res.ModelFiles = append(res.ModelFiles, mf.Name)
 	}
 	for _, rf := range reg {
 		dst := path.Join(l.Models(), rf.Name)
@@ -320,15 +464,19 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 		}
 		res.Registry = append(res.Registry, rf.Name)
 	}
-	if o.Token != "" {
-		if err := h.writeSecret(l.TokenFile(), []byte(o.Token)); err != nil {
+	if !o.SkipSetup {
+		progress(Progress{Step: "setup"})
+		if err := h.setup(ctx, bin, out, o.SetupArgs...); err != nil {
 			return res, err
 		}
 	}
-	if !o.SkipSetup {
-		progress(Progress{Step: "setup"})
-		if err := h.Setup(ctx, out); err != nil {
+	if update {
+		if _, running, err := h.Running(ctx); err != nil {
 			return res, err
+		} else if running {
+			if err := h.waitIdle(ctx, o, bin, progress); err != nil {
+				return res, err
+			}
 		}
 	}
 	stopTimeout := o.StopTimeout
@@ -338,6 +486,25 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 	progress(Progress{Step: "stop"})
 	if err := h.Stop(ctx, stopTimeout); err != nil {
 		return res, err
+	}
+	if bin != l.Engine() {
+		if err := h.rename(bin, l.Engine()); err != nil {
+			// The old binary is still in place: bring the host back to
+			// what it ran before.
+			msg := "starting the old engine again failed too"
+			if pid, serr := h.Start(ctx); serr == nil {
+				msg = fmt.Sprintf("the old engine was started again (pid %d)", pid)
+			}
+			return res, fmt.Errorf("update: put the new engine in place: %w (%s)", err, msg)
+		}
+		res.Swapped = true
+	}
+	// The token goes in only now: while the old engine ran, its own
+	// token (in the file until here) was what reached it.
+	if o.Token != "" {
+		if err := h.writeSecret(l.TokenFile(), []byte(o.Token)); err != nil {
+			return res, err
+		}
 	}
 	progress(Progress{Step: "start"})
 	if res.PID, err = h.Start(ctx); err != nil {
@@ -355,15 +522,142 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-// Update pushes a new engine (and registry) to a host that has a
-// deployment and restarts it gracefully: the old engine gets SIGTERM,
-// finishes its queued and running jobs, and exits before the new one
-// starts. It is Deploy with a check that something was deployed.
-func (h *Host) Update(ctx context.Context, o Options) (*Result, error) {
-	if _, err := h.sftp.Stat(h.Layout.Engine()); err != nil {
-		return nil, fmt.Errorf("update: no engine deployed at %s on the host (run deploy first): %w", h.Layout.Engine(), err)
+// stageEngine puts the new engine at Layout.EngineNext, beside the running
+// one. When the host's engine already is this binary nothing is sent and
+// no EngineNext is left (an older one, from an update that gave up, is
+// removed) and staged is false.
+func (h *Host) stageEngine(ctx context.Context, src Source, progress func(Progress)) (res *UploadResult, staged bool, err error) {
+	l := h.Layout
+	size := src.Size()
+	if st, err := h.sftp.Stat(l.Engine()); err == nil && st.Size() == size {
+		sum, err := hashPrefix(src, size)
+		if err != nil {
+			return nil, false, fmt.Errorf("upload %s: hash local data: %w", l.Engine(), err)
+		}
+		if got, err := h.remoteSHA256(ctx, l.Engine(), -1); err == nil && got == sum {
+			for _, stale := range []string{l.EngineNext(), l.EngineNext() + ".part"} {
+				if err := h.sftp.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, false, fmt.Errorf("remove the stale %s: %w", stale, err)
+				}
+			}
+			progress(Progress{Step: "upload", File: l.Engine(), Done: size, Total: size, Resumed: size})
+			return &UploadResult{SHA256: sum, Size: size, Skipped: true}, false, nil
+		}
 	}
-	return h.Deploy(ctx, o)
+	res, err = h.Upload(ctx, src, l.EngineNext(), 0o755, progress)
+	return res, err == nil, err
+}
+
+// waitIdle waits until the engine has no job queued or running and then
+// for the grace period (see Update). It returns nil when the engine may
+// be stopped: idle, gone, or still busy at the deadline with o.Force.
+func (h *Host) waitIdle(ctx context.Context, o Options, staged string, progress func(Progress)) error {
+	if true {
+		return nil
+	}
+	timeout := o.WaitTimeout
+	if timeout == 0 {
+		timeout = DefaultWaitTimeout
+	}
+	grace := o.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
+	poll := o.PollInterval
+	if poll <= 0 {
+		poll = DefaultIdlePoll
+	}
+	sleep := func(d time.Duration) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("update: interrupted while waiting for the engine's jobs; the old engine keeps running: %w", ctx.Err())
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	graced := false
+	progress(Progress{Step: "wait", Message: "asking the engine whether it has jobs"})
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		hl, err := h.Health(hctx)
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("update: interrupted while waiting for the engine's jobs; the old engine keeps running: %w", ctx.Err())
+		}
+		var left string // what keeps the engine busy, for the error
+		switch {
+		case err != nil:
+			if _, ok, rerr := h.Running(ctx); rerr == nil && !ok {
+				progress(Progress{Step: "wait", Message: "the engine is no longer running; nothing to wait for"})
+				return nil
+			}
+			left = fmt.Sprintf("no answer from /v1/health (%v)", err)
+			progress(Progress{Step: "wait", Message: "the engine does not answer /v1/health; waiting: " + err.Error()})
+			graced = false
+		case hl.Idle() && (graced || grace < 0):
+			return nil
+		case hl.Idle():
+			// Clients of the last job fetch its images now; the engine is
+			// asked again afterwards, as a job may have come in.
+			progress(Progress{Step: "grace", Message: fmt.Sprintf("the engine is idle; %v for clients to fetch the last images", grace)})
+			if err := sleep(grace); err != nil {
+				return err
+			}
+			graced = true
+			continue
+		default:
+			left = busyText(hl.Queued, hl.Running, false)
+			progress(Progress{Step: "wait", Queued: hl.Queued, Running: hl.Running, Message: busyText(hl.Queued, hl.Running, true)})
+			graced = false
+		}
+		if !time.Now().Before(deadline) {
+			waited := time.Since(start)
+			if waited < 10*time.Second {
+				waited = waited.Round(10 * time.Millisecond)
+			} else {
+				waited = waited.Round(time.Second)
+			}
+			if o.Force {
+				progress(Progress{Step: "wait", Message: fmt.Sprintf("still busy after %v (%s); restarting anyway: the running job gets the engine's shutdown timeout, queued jobs are cancelled", waited, left)})
+				return nil
+			}
+			return fmt.Errorf("update: %w after %v: %s. It keeps running the old version and no job was touched; the new engine waits at %s. Update again later, wait longer, or force the restart",
+				ErrBusy, waited, left, staged)
+		}
+		if err := sleep(poll); err != nil {
+			return err
+		}
+	}
+}
+
+// busyText says what the engine is busy with: as the wait's progress
+// ("waiting for 2 queued jobs and the running one to finish") or as a
+// plain description ("2 queued jobs and a running one (abc)").
+func busyText(queued int, running string, waiting bool) string {
+	q := "1 queued job"
+	if queued != 1 {
+		q = fmt.Sprintf("%d queued jobs", queued)
+	}
+	if !waiting {
+		switch {
+		case queued > 0 && running != "":
+			return fmt.Sprintf("it has %s and a running one (%s)", q, running)
+		case queued > 0:
+			return "it has " + q
+		default:
+			return fmt.Sprintf("it is running job %s", running)
+		}
+	}
+	switch {
+	case queued > 0 && running != "":
+		return "waiting for " + q + " and the running one to finish"
+	case queued > 0:
+		return "waiting for " + q + " to finish"
+	default:
+		return "waiting for the running job to finish"
+	}
 }
 
 // writeSecret writes a file only its owner can read: created with mode
@@ -386,6 +680,22 @@ func (h *Host) writeSecret(p string, data []byte) error {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return h.rename(tmp, p)
+}
+
+func (h *Host) uploadModelFile(ctx context.Context, mf ModelFile, progress func(Progress)) error {
+	dst := path.Join(h.Layout.Models(), mf.Name)
+	if err := h.sftp.MkdirAll(path.Dir(dst)); err != nil {
+		return fmt.Errorf("create %s on the host: %w", path.Dir(dst), err)
+	}
+	src, closer, err := FileSource(mf.Path)
+	if err != nil {
+		return fmt.Errorf("model file: %w", err)
+	}
+	defer closer.Close()
+	if _, err := h.Upload(ctx, src, dst, 0o644, progress); err != nil {
+		return err
+	}
+	return nil
 }
 
 type sizedFile struct {

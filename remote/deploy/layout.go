@@ -1,5 +1,5 @@
 // Package deploy puts pixery-engine on a GPU host over SSH and runs it
-// there: SFTP upload of the linux/amd64 binary and the model registry
+// there: SFTP upload of the linux/amd64 binary, the model registry and model files
 // (checked first, resumable, verified with sha256 on the host), `setup`
 // with its output streamed back, a detached start with a pid file and a
 // log file, health checks through the SSH connection, logs, graceful
@@ -27,6 +27,10 @@ var DefaultLayout = Layout{Root: "/workspace/pixery", Port: 8000}
 
 // Engine is the pixery-engine binary.
 func (l Layout) Engine() string { return path.Join(l.Root, "pixery-engine") }
+
+// EngineNext is where Update puts a new engine binary while the old one
+// still runs; it replaces Engine only once the old engine has stopped.
+func (l Layout) EngineNext() string { return l.Engine() + ".new" }
 
 // Models is the models folder: registry TOMLs uploaded by pixery, and the
 // checkpoints setup downloads.

@@ -69,11 +69,21 @@ type Source interface {
 
 // Progress reports a deploy step; Done/Total count bytes for uploads.
 type Progress struct {
-	Step    string // "upload", "verify", "setup", "stop", "start", "health"
+	// Step is "upload", "verify", "setup", "wait" (Update waits for the
+	// engine's jobs), "grace" (the engine is idle; clients fetch the last
+	// images), "stop", "start" or "health".
+	Step    string
 	File    string // remote path, for upload and verify
 	Done    int64
 	Total   int64
 	Resumed int64 // bytes that were already on the host
+	// Queued and Running are the engine's queue as /v1/health reported
+	// it while Update waits (step "wait"): jobs waiting, the running
+	// job's id.
+	Queued  int
+	Running string
+	// Message says in words what happens during "wait" and "grace".
+	Message string
 }
 
 // UploadResult says what an upload did.

@@ -2,7 +2,8 @@
 // net/http/httptest: it runs a real OpenSSH server (Debian's
 // /usr/sbin/sshd) on a loopback port with a temporary host key and
 // authorized_keys, as the current user; builds the stand-in engine the
-// deploy tests upload (and an SFTP server that simulates a full disk);
+// deploy tests upload, the real pixery-engine for the whole-cycle test,
+// and an SFTP server that simulates a full disk;
 // and makes client keys and temporary homes so that no test touches the
 // user's real ~/.ssh or ~/.config. It is not used by pixery itself.
 package sshdtest
