@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -185,8 +187,10 @@ func eventTypes(es []api.Event) string {
 // API, real loopback sshd) → deploy of the real engine with `setup
 // --no-libs --no-models`, the tiny checkpoint uploaded as a model file →
 // tunnel → health and models from the real engine → a real job through
-// the tunnel, its PNG and metadata → graceful update while a job runs →
-// destroy.
+// the tunnel, its PNG and metadata → an update that gives up on the busy
+// engine and leaves it running → an update that waits for the running and
+// the queued job, whose PNGs the app fetches in its grace period, and
+// replaces the engine → a job on the new engine → destroy.
 func TestFullCycleRealEngine(t *testing.T) {
 	engine := sshdtest.RealEngine(t)
 	ortEnv, ortLib := hostORT(t)
@@ -313,9 +317,11 @@ func TestFullCycleRealEngine(t *testing.T) {
 		t.Fatalf("metadata: recipe %+v\nparameters %q", r, md.Parameters)
 	}
 
-	// Update while a job runs: the old engine gets SIGTERM, finishes the
-	// running job (its events reach the app through the tunnel) and
-	// cancels the queued one; the new engine then serves.
+	// Update while a job runs and another waits. The engine is held
+	// (SIGSTOP) from the long job's first step until the update asks it
+	// whether it is busy, so that the update surely meets both jobs, as
+	// it would on a busy host (the long job takes a few seconds here,
+	// about as long as the upload before the wait).
 	long, err := c.Submit(ctx, &api.JobRequest{Model: "tiny", Prompt: "long", Width: 192, Height: 128, Steps: 150, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -330,65 +336,145 @@ func TestFullCycleRealEngine(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the long job never started")
 	}
-	// The long job takes a few seconds here, about as long as the upload
-	// and setup before the stop: the engine is held (SIGSTOP) until the
-	// update is about to stop it, so that the stop surely meets the job
-	// running, as it would on a busy host.
 	oldPID := res.PID
-	if err := syscall.Kill(oldPID, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
+	held := false
+	hold := func() {
+		if err := syscall.Kill(oldPID, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		held = true
 	}
-	resumed := false
-	defer func() {
-		if !resumed {
+	release := func() {
+		if held {
+			held = false
 			syscall.Kill(oldPID, syscall.SIGCONT)
 		}
-	}()
+	}
+	defer release()
 	v2 := withTrailer(t, engine, "\x00pixery-test-update")
+
+	// First with no time to wait: the update gives up at once, and the
+	// old engine goes on with both jobs.
+	hold()
+	_, err = w.mgr.Update(ctx, remote.DeployOptions{Engine: v2, SkipSetup: true, Output: io.Discard, WaitTimeout: time.Millisecond,
+		Progress: func(p deploy.Progress) {
+			if p.Step == "wait" {
+				release()
+			}
+		}})
+	if !errors.Is(err, deploy.ErrBusy) || !strings.Contains(err.Error(), "1 queued job and a running one ("+long.ID+")") {
+		t.Fatalf("update of a busy engine: %v", err)
+	}
+	h, err = c.Health(ctx)
+	if err != nil || h.Running != long.ID || h.Queued != 1 {
+		t.Fatalf("health after the update gave up: %+v %v", h, err)
+	}
+	hold()
+	if pid, err := os.ReadFile(w.cfg.Layout.PID()); err != nil || strings.TrimSpace(string(pid)) != strconv.Itoa(oldPID) {
+		t.Fatalf("pid file after the update gave up: %q %v (engine pid %d)", pid, err, oldPID)
+	}
+	if !bytes.Equal(mustRead(t, w.cfg.Layout.Engine()), mustRead(t, engine)) {
+		t.Fatal("the update that gave up replaced the engine binary")
+	}
+
+	// Now with time: the update waits for both jobs; in its grace period
+	// the app fetches their images through the tunnel; then the engine
+	// is replaced.
+	var (
+		waits   []deploy.Progress
+		fetched = map[string][]byte{}
+		graces  int
+	)
 	res2, err := w.mgr.Update(ctx, remote.DeployOptions{Engine: v2, SetupArgs: []string{"--no-libs", "--no-models"}, Output: io.Discard,
-		HealthTimeout: time.Minute, Progress: func(p deploy.Progress) {
-			if p.Step == "stop" && !resumed {
-				resumed = true
-				syscall.Kill(oldPID, syscall.SIGCONT)
+		HealthTimeout: time.Minute, WaitTimeout: 3 * time.Minute, Grace: time.Second, PollInterval: 100 * time.Millisecond,
+		Progress: func(p deploy.Progress) {
+			switch p.Step {
+			case "wait":
+				release()
+				waits = append(waits, p)
+			case "grace":
+				graces++
+				for _, id := range []string{long.ID, queued.ID} {
+					if _, ok := fetched[id]; ok {
+						continue
+					}
+					raw, err := c.Image(ctx, id, 0)
+					if err != nil {
+						t.Errorf("image of job %s during the grace period: %v", id, err)
+						continue
+					}
+					fetched[id] = raw
+				}
 			}
 		}})
 	if err != nil {
 		t.Fatalf("update: %v", err)
 	}
 	sum := sha256.Sum256(append(append([]byte(nil), mustRead(t, engine)...), "\x00pixery-test-update"...))
-	if res2.PID == oldPID || res2.Engine.Skipped || res2.Engine.SHA256 != hex.EncodeToString(sum[:]) || res2.Health.Version != api.Version {
-		t.Fatalf("update result: pid %d (old %d), engine %+v, health %+v", res2.PID, oldPID, res2.Engine, res2.Health)
+	if res2.PID == oldPID || !res2.Swapped || res2.Engine.SHA256 != hex.EncodeToString(sum[:]) || res2.Health.Version != api.Version ||
+		res2.Health.Provider != "CPU" {
+		t.Fatalf("update result: pid %d (old %d), swapped %v, engine %+v, health %+v", res2.PID, oldPID, res2.Swapped, res2.Engine, res2.Health)
+	}
+	if !bytes.Equal(mustRead(t, w.cfg.Layout.Engine()), mustRead(t, v2)) {
+		t.Fatal("the engine binary on the host is not the new one")
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", oldPID)); err == nil {
 		if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", oldPID)); !bytes.Contains(st, []byte(") Z ")) {
 			t.Errorf("the old engine (pid %d) still runs", oldPID)
 		}
 	}
-	longEvs := longF.wait(t, "running job")
-	steps := 0
-	for _, e := range longEvs {
-		if e.Type == api.EventStep {
-			steps = e.Step
+	// The update met the engine busy and said with what.
+	busy := 0
+	for _, p := range waits {
+		if p.Running != "" {
+			busy++
+			if (p.Running == long.ID && p.Queued == 1 && p.Message != "waiting for 1 queued job and the running one to finish") ||
+				(p.Running == queued.ID && p.Queued == 0 && p.Message != "waiting for the running job to finish") ||
+				(p.Running != long.ID && p.Running != queued.ID) {
+				t.Errorf("wait report %+v", p)
+			}
 		}
 	}
-	if last := longEvs[len(longEvs)-1]; last.Type != api.EventDone || steps != 150 {
-		t.Fatalf("the running job did not finish across the update: %s, last step %d", eventTypes(longEvs), steps)
+	var said []string
+	for _, p := range waits {
+		if len(said) == 0 || said[len(said)-1] != p.Message {
+			said = append(said, p.Message)
+		}
 	}
-	queuedEvs := queuedF.wait(t, "queued job")
-	if last := queuedEvs[len(queuedEvs)-1]; last.Type != api.EventCancelled || !strings.Contains(last.Message, "shutting down") {
-		t.Fatalf("the queued job: %s %+v", eventTypes(queuedEvs), last)
+	t.Logf("the update said: %q, %d grace period(s)", said, graces)
+	if busy == 0 || graces == 0 {
+		t.Errorf("the update never waited: %d busy reports of %d, %d grace periods", busy, len(waits), graces)
 	}
-	// The images of a job that finished while the old engine shut down
-	// go with it (it closed its listener at SIGTERM, and the new engine
-	// does not know the job): a known gap of updates, logged here.
-	if _, err := c.Image(ctx, long.ID, 0); err != nil {
-		t.Logf("image of the job finished during the update: %v", err)
+	for _, j := range []struct {
+		f     *follow
+		id    string
+		steps int
+		seed  int64
+	}{{longF, long.ID, 150, 1}, {queuedF, queued.ID, 2, 2}} {
+		evs := j.f.wait(t, "job "+j.id)
+		steps := 0
+		for _, e := range evs {
+			if e.Type == api.EventStep {
+				steps = e.Step
+			}
+		}
+		if last := evs[len(evs)-1]; last.Type != api.EventDone || steps != j.steps {
+			t.Fatalf("job %s did not finish across the update: %s, last step %d", j.id, eventTypes(evs), steps)
+		}
+		img, err := png.Decode(bytes.NewReader(fetched[j.id]))
+		if err != nil || img.Bounds().Dx() != 192 || img.Bounds().Dy() != 128 {
+			t.Fatalf("image of job %s fetched during the grace period: %v", j.id, err)
+		}
+		if md, err := pngmeta.Decode(bytes.NewReader(fetched[j.id])); err != nil || md.Recipe == nil || md.Recipe.Seed != j.seed || md.Recipe.Steps != j.steps {
+			t.Fatalf("metadata of job %s: %+v %v", j.id, md, err)
+		}
 	}
 	logs := bytes.Buffer{}
 	if err := w.mgr.Logs(ctx, "", &logs, 200, false); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "shutting down: no new jobs") || strings.Count(logs.String(), `"listening":"`+w.cfg.Layout.Addr()+`"`) != 2 {
+	if strings.Count(logs.String(), "shutting down: no new jobs") != 1 ||
+		strings.Count(logs.String(), `"listening":"`+w.cfg.Layout.Addr()+`"`) != 2 {
 		t.Errorf("engine log:\n%s", logs.String())
 	}
 	// The new engine, through the same tunnel (it never went down: each

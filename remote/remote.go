@@ -567,6 +567,15 @@ type DeployOptions struct {
 	Output    io.Writer
 	// HealthTimeout bounds waiting for /v1/health (default 2 min).
 	HealthTimeout time.Duration
+	// For Update (see deploy.Options): how long to wait for the running
+	// engine to become idle (0 = 30 min, negative = not at all), whether
+	// to restart it anyway when it is still busy then, the pause for
+	// clients between idle and stop (0 = 5 s, negative = none), and the
+	// time between health checks while waiting (0 = 1 s).
+	WaitTimeout  time.Duration
+	Force        bool
+	Grace        time.Duration
+	PollInterval time.Duration
 	// Layout overrides where the engine goes on the host (nil = where it
 	// was deployed before, else the Manager's layout); it is remembered.
 	Layout *deploy.Layout
@@ -601,8 +610,11 @@ func (m *Manager) Deploy(ctx context.Context, o DeployOptions) (*deploy.Result, 
 }
 
 // Update pushes a new engine to the target and restarts it gracefully:
-// the running engine finishes its running job first (queued jobs are
-// cancelled; see deploy.Host.Update).
+// the new binary is staged beside the running one, which finishes its
+// running and queued jobs (and any that arrive meanwhile) before it is
+// stopped and replaced; see deploy.Host.Update. When it is still busy
+// after o.WaitTimeout, Update fails with deploy.ErrBusy and leaves it
+// running, unless o.Force.
 func (m *Manager) Update(ctx context.Context, o DeployOptions) (*deploy.Result, error) {
 	return m.deploy(ctx, o, true)
 }
@@ -641,7 +653,7 @@ func (m *Manager) deploy(ctx context.Context, o DeployOptions, update bool) (*de
 	t.Root, t.EnginePort = layout.Root, layout.Port
 	opts := deploy.Options{Engine: o.Engine, Registry: o.Registry, RegistryDir: o.RegistryDir, ModelFiles: o.ModelFiles,
 		Token: o.Token, Progress: o.Progress, Output: o.Output, SkipSetup: o.SkipSetup, SetupArgs: o.SetupArgs,
-		HealthTimeout: o.HealthTimeout}
+		HealthTimeout: o.HealthTimeout, WaitTimeout: o.WaitTimeout, Force: o.Force, Grace: o.Grace, PollInterval: o.PollInterval}
 	var res *deploy.Result
 	if update {
 		res, err = h.Update(ctx, opts)

@@ -208,7 +208,7 @@ func TestFullCycle(t *testing.T) {
 	var health map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&health)
 	resp.Body.Close()
-	if health["version"] != "v1" || health["status"] != "ok" {
+	if health["version"] != "v1" || health["provider"] != "CPU" || health["queued"] != 0.0 {
 		t.Fatalf("health through the tunnel: %v", health)
 	}
 
@@ -441,7 +441,8 @@ func TestDeployToPlainSSHHost(t *testing.T) {
 	if err != nil || st.Instance != nil || !st.EngineRunning || st.Health == nil {
 		t.Fatalf("status %+v %v", st, err)
 	}
-	res, err = mgr.Update(ctx, remote.DeployOptions{Engine: sshdtest.StandInEngine(t, "v2"), SkipSetup: true, HealthTimeout: 20 * time.Second})
+	res, err = mgr.Update(ctx, remote.DeployOptions{Engine: sshdtest.StandInEngine(t, "v2"), SkipSetup: true, HealthTimeout: 20 * time.Second,
+		Grace: 100 * time.Millisecond})
 	if err != nil || res.Health.Version != "v2" {
 		t.Fatalf("update: %+v %v", res, err)
 	}

@@ -57,11 +57,12 @@ func remoteSubcommands() []subcommand {
 	return []subcommand{
 		{"offers", "[--gpu NAME] [--disk GB] [--max-price $/H] [--order dph]", "list GPU offers on Vast.ai, cheapest first", remoteOffers},
 		{"rent", "OFFER_ID | --cheapest [--gpu NAME] [--max-price $/H] [--disk GB]", "rent an instance and wait until SSH gets in", remoteRent},
-		{"deploy", "[--host USER@HOST --port 22] [--engine PATH] [--registry DIR]", "upload, set up and start the engine", remoteDeploy},
+		{"deploy", "[--host USER@HOST --port 22] [--engine PATH] [--registry DIR] [--model-file PATH[=NAME]]... [--setup-arg ARG]...", "upload, set up and start the engine", remoteDeploy},
 		{"tunnel", "[--local 127.0.0.1:8000]", "forward a local port to the engine (until Ctrl-C)", remoteTunnel},
 		{"status", "[TARGET]", "instance state, price, running time and cost, engine health", remoteStatus},
 		{"logs", "[-f] [-n LINES] [TARGET]", "the engine's log on the host", remoteLogs},
-		{"update", "[--engine PATH] [TARGET]", "push a new engine and restart it gracefully", remoteUpdate},
+		{"update", "[--engine PATH] [--wait-timeout 30m] [--force] [--grace 5s] [--model-file PATH[=NAME]]... [--setup-arg ARG]... [TARGET]",
+			"push a new engine; restart it once its running and queued jobs are done", remoteUpdate},
 		{"destroy", "[-y] [TARGET|INSTANCE_ID]", "destroy the instance (stops billing)", remoteDestroy},
 		{"orphans", "", "instances with a pixery label that this machine does not know", remoteOrphans},
 	}
@@ -296,16 +297,72 @@ func defaultEngine() (string, error) {
 	return "", fmt.Errorf("%w: no linux/amd64 pixery-engine next to pixery; build one with `GOOS=linux GOARCH=amd64 go build -o pixery-engine-linux-amd64 ./engine/cmd/pixery-engine` and pass --engine PATH", enginecli.ErrUsage)
 }
 
+// modelFileFlags collects repeated --model-file PATH[=NAME] flags.
+type modelFileFlags []deploy.ModelFile
+
+func (m *modelFileFlags) String() string {
+	var parts []string
+	for _, mf := range *m {
+		if mf.Name != "" {
+			parts = append(parts, mf.Path+"="+mf.Name)
+		} else {
+			parts = append(parts, mf.Path)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set takes PATH or PATH=NAME. An argument naming an existing file is a
+// PATH even when it holds "=" (so such files need no NAME); otherwise the
+// last "=" separates the NAME, a path inside the host's models folder.
+func (m *modelFileFlags) Set(v string) error {
+	p, name := v, ""
+	if _, err := os.Stat(v); err != nil {
+		if i := strings.LastIndex(v, "="); i >= 0 {
+			p, name = v[:i], v[i+1:]
+			if name == "" {
+				return fmt.Errorf("%q: the NAME after = is empty (PATH[=NAME], e.g. detail.safetensors=loras/detail.safetensors)", v)
+			}
+		}
+	}
+	if p == "" {
+		return fmt.Errorf("%q: the PATH is empty (PATH[=NAME])", v)
+	}
+	*m = append(*m, deploy.ModelFile{Path: p, Name: name})
+	return nil
+}
+
+// argsFlag collects a repeated flag's values in order.
+type argsFlag []string
+
+func (a *argsFlag) String() string { return strings.Join(*a, " ") }
+
+func (a *argsFlag) Set(v string) error {
+	if v == "" {
+		return errors.New("empty argument")
+	}
+	*a = append(*a, v)
+	return nil
+}
+
 type deployFlags struct {
 	engine, registry, host, target, root string
 	port, enginePort                     int
 	skipSetup, yes                       bool
 	healthTimeout                        time.Duration
+	modelFiles                           modelFileFlags
+	setupArgs                            argsFlag
+	// update only
+	update             bool
+	waitTimeout, grace time.Duration
+	force              bool
 }
 
-func (d *deployFlags) register(fs *flag.FlagSet, withHost bool) {
+func (d *deployFlags) register(fs *flag.FlagSet, withHost, update bool) {
 	fs.StringVar(&d.engine, "engine", "", "pixery-engine built for linux/amd64 (default: next to pixery)")
 	fs.StringVar(&d.registry, "registry", "", "folder of model registry TOMLs to upload (default: the built-in registry)")
+	fs.Var(&d.modelFiles, "model-file", "upload a local file into the host's models folder, as NAME there (default: its base name; a LoRA: =loras/NAME.safetensors); repeatable")
+	fs.Var(&d.setupArgs, "setup-arg", "pass one argument to pixery-engine setup on the host (--setup-arg --no-models, --setup-arg=--model=pony); repeatable")
 	fs.BoolVar(&d.skipSetup, "skip-setup", false, "do not run pixery-engine setup on the host")
 	fs.BoolVar(&d.yes, "yes", false, "trust a new host key without asking")
 	fs.BoolVar(&d.yes, "y", false, "short for --yes")
@@ -315,6 +372,12 @@ func (d *deployFlags) register(fs *flag.FlagSet, withHost bool) {
 		fs.IntVar(&d.port, "port", 0, "SSH port of --host (default 22 or ~/.ssh/config)")
 		fs.StringVar(&d.root, "root", deploy.DefaultLayout.Root, "folder on the host")
 		fs.IntVar(&d.enginePort, "engine-port", deploy.DefaultLayout.Port, "engine port on the host's loopback")
+	}
+	d.update = update
+	if update {
+		fs.DurationVar(&d.waitTimeout, "wait-timeout", deploy.DefaultWaitTimeout, "how long to wait for the engine's running and queued jobs (new ones included) before giving up; 0: do not wait")
+		fs.BoolVar(&d.force, "force", false, "restart even if jobs are left when the wait ends (the running job finishes, queued ones are cancelled)")
+		fs.DurationVar(&d.grace, "grace", deploy.DefaultGrace, "pause between the engine going idle and its restart, for clients to fetch the last images; 0: none")
 	}
 }
 
@@ -332,7 +395,19 @@ func (d *deployFlags) options(stdout, stderr io.Writer) (remote.DeployOptions, e
 		reg, regDir = os.DirFS(d.registry), "."
 	}
 	o := remote.DeployOptions{Target: d.target, Host: d.host, Port: d.port, Engine: engine, Registry: reg, RegistryDir: regDir,
+		ModelFiles: d.modelFiles, SetupArgs: d.setupArgs,
 		SkipSetup: d.skipSetup, Output: stdout, HealthTimeout: d.healthTimeout, Progress: uploadProgress(stderr)}
+	if d.update {
+		o.Force, o.WaitTimeout, o.Grace = d.force, d.waitTimeout, d.grace
+		// On the command line 0 means "not at all"; in DeployOptions a
+		// negative value does (0 is the default there).
+		if o.WaitTimeout <= 0 {
+			o.WaitTimeout = -1
+		}
+		if o.Grace <= 0 {
+			o.Grace = -1
+		}
+	}
 	if d.root != "" && (d.root != deploy.DefaultLayout.Root || d.enginePort != deploy.DefaultLayout.Port) {
 		o.Layout = &deploy.Layout{Root: d.root, Port: d.enginePort}
 	}
@@ -344,6 +419,10 @@ func uploadProgress(w io.Writer) func(deploy.Progress) {
 	lastPct := -1
 	lastFile := ""
 	started := time.Now()
+	var (
+		lastWait                string
+		waitStart, lastWaitLine time.Time
+	)
 	return func(p deploy.Progress) {
 		switch p.Step {
 		case "upload":
@@ -357,6 +436,13 @@ func uploadProgress(w io.Writer) func(deploy.Progress) {
 			if p.Total > 0 {
 				pct = int(p.Done * 100 / p.Total)
 			}
+			if p.Total > 0 && p.Resumed == p.Total {
+				if lastPct != 100 {
+					lastPct = 100
+					fmt.Fprintf(w, "upload %s: already on the host (%.1f MB)\n", filepath.Base(p.File), float64(p.Total)/1e6)
+				}
+				return
+			}
 			if pct/10 != lastPct/10 || (pct == 100 && lastPct != 100) {
 				lastPct = pct
 				rate := float64(p.Done-p.Resumed) / 1e6 / max(time.Since(started).Seconds(), 1e-3)
@@ -366,8 +452,21 @@ func uploadProgress(w io.Writer) func(deploy.Progress) {
 			fmt.Fprintf(w, "verify %s: sha256 on the host\n", filepath.Base(p.File))
 		case "setup":
 			fmt.Fprintln(w, "running pixery-engine setup on the host…")
+		case "wait":
+			// Every poll reports; a line when what it says changes, and
+			// every 30 s while it does not.
+			if waitStart.IsZero() {
+				waitStart = time.Now()
+			}
+			if p.Message != lastWait || time.Since(lastWaitLine) >= 30*time.Second {
+				lastWait, lastWaitLine = p.Message, time.Now()
+				fmt.Fprintf(w, "[%s] %s\n", fmtElapsed(time.Since(waitStart)), p.Message)
+			}
+		case "grace":
+			lastWait = ""
+			fmt.Fprintln(w, p.Message)
 		case "stop":
-			fmt.Fprintln(w, "stopping the running engine, if any (it finishes its jobs first)…")
+			fmt.Fprintln(w, "stopping the old engine, if one runs…")
 		case "start":
 			fmt.Fprintln(w, "starting the engine…")
 		case "health":
@@ -377,62 +476,74 @@ func uploadProgress(w io.Writer) func(deploy.Progress) {
 }
 
 func printResult(stdout io.Writer, what string, r *deploy.Result) {
-	fmt.Fprintf(stdout, "%s: engine pid %d, version %s, device %s", what, r.PID, r.Health.Version, r.Health.Device)
-	if r.Engine != nil && r.Engine.Skipped {
+	fmt.Fprintf(stdout, "%s: engine pid %d, version %s, %s", what, r.PID, r.Health.Version, deviceText(r.Health))
+	if r.Engine != nil && r.Engine.Skipped && !r.Swapped {
 		fmt.Fprint(stdout, " (binary unchanged)")
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, "reach it with: pixery remote tunnel")
 }
 
+// deviceText is where the engine runs: "CUDA on NVIDIA H100 80GB".
+func deviceText(h *deploy.Health) string {
+	switch {
+	case h.Provider != "" && h.Device != "":
+		return h.Provider + " on " + h.Device
+	case h.Device != "":
+		return "device " + h.Device
+	case h.Provider != "":
+		return h.Provider
+	}
+	return "device unknown"
+}
+
 func remoteDeploy(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("deploy", stderr)
-	var d deployFlags
-	d.register(fs, true)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 1 {
-		return fmt.Errorf("%w: at most one TARGET", enginecli.ErrUsage)
-	}
-	d.target = fs.Arg(0)
-	o, err := d.options(stdout, stderr)
-	if err != nil {
-		return err
-	}
-	m, err := newManager(newPrompter(stderr, d.yes))
-	if err != nil {
-		return err
-	}
-	ctx, cancel := runContext()
-	defer cancel()
-	r, err := m.Deploy(ctx, o)
-	if err != nil {
-		return err
-	}
-	printResult(stdout, "deployed", r)
-	return nil
+	return deployCommand("deploy", args, stdout, stderr)
 }
 
 func remoteUpdate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("update", stderr)
+	return deployCommand("update", args, stdout, stderr)
+}
+
+// parseDeploy reads the flags and arguments of deploy or update.
+func parseDeploy(name string, args []string, stdout, stderr io.Writer) (remote.DeployOptions, bool, error) {
+	fs := newFlags(name, stderr)
 	var d deployFlags
-	d.register(fs, false)
+	d.register(fs, name == "deploy", name == "update")
 	if err := parse(fs, args); err != nil {
-		return err
+		return remote.DeployOptions{}, false, err
+	}
+	if fs.NArg() > 1 {
+		return remote.DeployOptions{}, false, fmt.Errorf("%w: at most one TARGET", enginecli.ErrUsage)
 	}
 	d.target = fs.Arg(0)
 	o, err := d.options(stdout, stderr)
+	return o, d.yes, err
+}
+
+func deployCommand(name string, args []string, stdout, stderr io.Writer) error {
+	o, yes, err := parseDeploy(name, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := newManager(newPrompter(stderr, d.yes))
+	m, err := newManager(newPrompter(stderr, yes))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := runContext()
 	defer cancel()
+	if name == "deploy" {
+		r, err := m.Deploy(ctx, o)
+		if err != nil {
+			return err
+		}
+		printResult(stdout, "deployed", r)
+		return nil
+	}
 	r, err := m.Update(ctx, o)
+	if errors.Is(err, deploy.ErrBusy) {
+		return fmt.Errorf("%w\nrun pixery remote update again later, give it longer (--wait-timeout 2h), or restart now with --force (queued jobs are then cancelled)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -517,7 +628,14 @@ func remoteStatus(args []string, stdout, stderr io.Writer) error {
 	case st.HealthErr != nil:
 		fmt.Fprintf(tw, "engine\tpid %d, but /v1/health fails: %v\n", st.EnginePID, st.HealthErr)
 	default:
-		fmt.Fprintf(tw, "engine\tpid %d, healthy: version %s, device %s\n", st.EnginePID, st.Health.Version, st.Health.Device)
+		queue := "idle"
+		if !st.Health.Idle() {
+			queue = fmt.Sprintf("%d queued", st.Health.Queued)
+			if st.Health.Running != "" {
+				queue = "running job " + st.Health.Running + ", " + queue
+			}
+		}
+		fmt.Fprintf(tw, "engine\tpid %d, healthy: version %s, %s, %s\n", st.EnginePID, st.Health.Version, deviceText(st.Health), queue)
 	}
 	return tw.Flush()
 }

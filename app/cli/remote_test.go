@@ -101,12 +101,25 @@ func TestRemoteCommands(t *testing.T) {
 		t.Fatalf("rent: %d\n%s\n%s", code, out, errs)
 	}
 
-	// deploy: upload progress, setup output, started.
+	// deploy: upload progress, setup output with the extra argument,
+	// started; the local model files went into the models folder.
+	local := t.TempDir()
+	ckpt, lora := filepath.Join(local, "mine.safetensors"), filepath.Join(local, "detail.safetensors")
+	os.WriteFile(ckpt, bytes.Repeat([]byte("checkpoint"), 1000), 0o644)
+	os.WriteFile(lora, []byte("lora weights"), 0o644)
 	code, out, errs = pixery(t, "", "remote", "deploy", "--engine", sshdtest.StandInEngine(t, "v1"), "--root", root,
-		"--engine-port", strconv.Itoa(enginePort), "-y")
-	if code != 0 || !strings.Contains(out, "deployed: engine pid") || !strings.Contains(out, "version v1") ||
-		!strings.Contains(out, "setup: done") || !strings.Contains(errs, "100% of") {
+		"--engine-port", strconv.Itoa(enginePort), "-y", "--model-file", ckpt, "--model-file", lora+"=loras/detail.safetensors",
+		"--setup-arg", "--no-models")
+	if code != 0 || !strings.Contains(out, "deployed: engine pid") || !strings.Contains(out, "version v1, CPU on CPU") ||
+		!strings.Contains(out, "setup: done") || !strings.Contains(out, "no models downloaded (--no-models)") ||
+		!strings.Contains(errs, "100% of") || !strings.Contains(errs, "upload detail.safetensors") {
 		t.Fatalf("deploy: %d\n%s\n%s", code, out, errs)
+	}
+	for local, onHost := range map[string]string{ckpt: "models/mine.safetensors", lora: "models/loras/detail.safetensors"} {
+		want, _ := os.ReadFile(local)
+		if got, err := os.ReadFile(filepath.Join(root, onHost)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s on the host: %v", onHost, err)
+		}
 	}
 
 	code, out, _ = pixery(t, "", "remote", "status")
@@ -123,7 +136,7 @@ func TestRemoteCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	saved := runContext
 	runContext = func() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
-	local := fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
+	local = fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
 	var tout, terr syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- Main([]string{"remote", "tunnel", "--local", local}, &tout, &terr) }()
@@ -149,8 +162,44 @@ func TestRemoteCommands(t *testing.T) {
 	}
 	runContext = saved
 
-	if code, out, _ = pixery(t, "", "remote", "update", "--engine", sshdtest.StandInEngine(t, "v2"), "--skip-setup"); code != 0 || !strings.Contains(out, "updated: engine pid") || !strings.Contains(out, "version v2") {
-		t.Fatalf("update: %d %s", code, out)
+	// update while the engine runs a job (the stand-in holds it until
+	// the hold file exists): with a short --wait-timeout it gives up and
+	// leaves the old engine running; with --force it restarts it anyway.
+	engineURL := fmt.Sprintf("http://127.0.0.1:%d", enginePort)
+	hold := filepath.Join(t.TempDir(), "hold")
+	resp, err = http.Post(engineURL+"/v1/jobs?hold="+hold, "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, _, errs = pixery(t, "", "remote", "update", "--engine", sshdtest.StandInEngine(t, "v2"), "--skip-setup",
+		"--wait-timeout", "300ms", "--grace", "50ms")
+	if code != 1 || !strings.Contains(errs, "waiting for the running job to finish") || !strings.Contains(errs, "still busy") ||
+		!strings.Contains(errs, "--force") {
+		t.Fatalf("update of a busy engine: %d %s", code, errs)
+	}
+	if code, out, _ = pixery(t, "", "remote", "status"); code != 0 || !strings.Contains(out, "healthy: version v1, CPU on CPU, running job 1, 0 queued") {
+		t.Fatalf("status after the update gave up: %d %s", code, out)
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(filepath.Join(root, "engine.log")); bytes.Contains(b, []byte("SIGTERM")) {
+				break
+			}
+		}
+		os.WriteFile(hold, nil, 0o644)
+	}()
+	code, out, errs = pixery(t, "", "remote", "update", "--engine", sshdtest.StandInEngine(t, "v2"), "--setup-arg", "--no-models",
+		"--wait-timeout", "100ms", "--force", "--grace", "50ms")
+	<-released
+	if code != 0 || !strings.Contains(out, "updated: engine pid") || !strings.Contains(out, "version v2") ||
+		!strings.Contains(out, "no models downloaded (--no-models)") || !strings.Contains(errs, "restarting anyway") {
+		t.Fatalf("forced update: %d %s %s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "engine.log")); !bytes.Contains(b, []byte("job 1 done")) {
+		t.Errorf("the running job did not finish across the forced update:\n%s", b)
 	}
 
 	if code, out, _ = pixery(t, "", "remote", "orphans"); code != 0 || !strings.Contains(out, "no orphaned") {
@@ -179,6 +228,82 @@ func TestRemoteCommands(t *testing.T) {
 	}
 }
 
+func TestModelFileFlag(t *testing.T) {
+	dir := t.TempDir()
+	odd := filepath.Join(dir, "a=b.safetensors") // a file whose name holds "="
+	os.WriteFile(odd, nil, 0o644)
+	for _, tc := range []struct {
+		in, path, name, err string
+	}{
+		{"/m/x.safetensors", "/m/x.safetensors", "", ""},
+		{"/m/x.safetensors=loras/x.safetensors", "/m/x.safetensors", "loras/x.safetensors", ""},
+		{"c:\\m\\x.ckpt=y.ckpt", "c:\\m\\x.ckpt", "y.ckpt", ""},
+		{"/m/a=b=c", "/m/a=b", "c", ""},
+		{odd, odd, "", ""},
+		{odd + "=z.safetensors", odd, "z.safetensors", ""},
+		{"/m/x.safetensors=", "", "", "NAME after = is empty"},
+		{"=x.safetensors", "", "", "PATH is empty"},
+		{"", "", "", "PATH is empty"},
+	} {
+		var m modelFileFlags
+		err := m.Set(tc.in)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want an error with %q", tc.in, err, tc.err)
+			}
+		case err != nil || len(m) != 1 || m[0].Path != tc.path || m[0].Name != tc.name:
+			t.Errorf("%q: %+v %v; want path %q name %q", tc.in, m, err, tc.path, tc.name)
+		}
+	}
+}
+
+func TestDeployFlags(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		args []string
+		want func(o remote.DeployOptions) bool
+		err  string
+	}{
+		{"deploy", []string{"--model-file", "/m/a.safetensors", "--model-file=/m/l.safetensors=loras/l.safetensors",
+			"--setup-arg", "--no-libs", "--setup-arg=--model=pony", "--setup-arg", "--model", "--setup-arg", "animagine"},
+			func(o remote.DeployOptions) bool {
+				return len(o.ModelFiles) == 2 && o.ModelFiles[0].Path == "/m/a.safetensors" && o.ModelFiles[0].Name == "" &&
+					o.ModelFiles[1].Path == "/m/l.safetensors" && o.ModelFiles[1].Name == "loras/l.safetensors" &&
+					strings.Join(o.SetupArgs, " ") == "--no-libs --model=pony --model animagine" && !o.Force && o.WaitTimeout == 0
+			}, ""},
+		{"update", nil, func(o remote.DeployOptions) bool {
+			return o.WaitTimeout == 30*time.Minute && o.Grace == 5*time.Second && !o.Force && len(o.ModelFiles) == 0 && o.SetupArgs == nil
+		}, ""},
+		{"update", []string{"--wait-timeout", "2h", "--force", "--grace", "20s", "--setup-arg", "--no-models", "--model-file", "/m/b.ckpt", "vast-1"},
+			func(o remote.DeployOptions) bool {
+				return o.WaitTimeout == 2*time.Hour && o.Force && o.Grace == 20*time.Second && o.Target == "vast-1" &&
+					strings.Join(o.SetupArgs, " ") == "--no-models" && len(o.ModelFiles) == 1
+			}, ""},
+		{"update", []string{"--wait-timeout", "0", "--grace", "0"}, func(o remote.DeployOptions) bool {
+			return o.WaitTimeout < 0 && o.Grace < 0
+		}, ""},
+		{"deploy", []string{"--force"}, nil, "flag provided but not defined: -force"},
+		{"deploy", []string{"--wait-timeout", "1m"}, nil, "not defined: -wait-timeout"},
+		{"update", []string{"--host", "root@h"}, nil, "not defined: -host"},
+		{"update", []string{"--wait-timeout", "soon"}, nil, "invalid value"},
+		{"update", []string{"--model-file", "x="}, nil, "NAME after = is empty"},
+		{"update", []string{"--setup-arg="}, nil, "empty argument"},
+		{"update", []string{"a", "b"}, nil, "at most one TARGET"},
+	} {
+		args := append([]string{"--engine", "/e/pixery-engine"}, tc.args...)
+		o, _, err := parseDeploy(tc.cmd, args, io.Discard, io.Discard)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %q: %v, want an error with %q", tc.cmd, tc.args, err, tc.err)
+			}
+		case err != nil || o.Engine != "/e/pixery-engine" || !tc.want(o):
+			t.Errorf("%s %q: %+v %v", tc.cmd, tc.args, o, err)
+		}
+	}
+}
+
 func TestRemoteUsageErrors(t *testing.T) {
 	sshdtest.Home(t)
 	bad := filepath.Join(t.TempDir(), "engine.exe")
@@ -194,6 +319,7 @@ func TestRemoteUsageErrors(t *testing.T) {
 		{[]string{"remote", "rent", "abc"}, 2, "not a number"},
 		{[]string{"remote", "offers", "--max-price", "cheap"}, 2, "invalid value"},
 		{[]string{"remote", "deploy", "--host", "root@127.0.0.1", "--engine", bad}, 1, "Windows executable"},
+		{[]string{"remote", "update", "--force=maybe"}, 2, "invalid boolean value"},
 		{[]string{"remote", "offers"}, 1, "VAST_API_KEY"},
 		{[]string{"remote", "status"}, 1, "no remote host"},
 	} {

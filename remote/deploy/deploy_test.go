@@ -308,6 +308,21 @@ func submit(t *testing.T, h *deploy.Host, query string) string {
 // hold=h.path(name) runs until h.release(name).
 type holds string
 
+// newHolds makes a folder for hold files. A hang guard releases every
+// job after 90 s, so that a broken wait fails the test instead of
+// hanging it.
+func newHolds(t *testing.T) holds {
+	h := holds(t.TempDir())
+	guard := time.AfterFunc(90*time.Second, func() {
+		t.Errorf("hang guard: releasing the held jobs after 90 s")
+		for _, name := range []string{"a", "b", "c"} {
+			os.WriteFile(h.path(name), nil, 0o644)
+		}
+	})
+	t.Cleanup(func() { guard.Stop() })
+	return h
+}
+
 func (h holds) path(name string) string { return filepath.Join(string(h), name) }
 
 func (h holds) release(t *testing.T, name string) {
@@ -348,7 +363,7 @@ func TestUpdateWaitsForQueuedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := holds(t.TempDir())
+	hold := newHolds(t)
 	j1 := submit(t, e.host, "hold="+hold.path("a"))
 	j2 := submit(t, e.host, "hold="+hold.path("b"))
 	j3 := submit(t, e.host, "ms=0")
@@ -429,7 +444,7 @@ func TestUpdateTimeoutAndForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := holds(t.TempDir())
+	hold := newHolds(t)
 	j1 := submit(t, e.host, "hold="+hold.path("a"))
 	var waits []string
 	opts := deploy.Options{Engine: v2, SkipSetup: true, HealthTimeout: 20 * time.Second, WaitTimeout: 300 * time.Millisecond,

@@ -384,8 +384,10 @@ func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
 //     running, reporting the queue (Progress step "wait"). Jobs that
 //     arrive meanwhile are waited for too: waiting for "idle" rather than
 //     for the jobs seen at the start is what lets every client's work
-//     finish. After o.WaitTimeout with work left, Update returns ErrBusy
-//     and the old engine keeps running, untouched — unless o.Force.
+//     finish (a client that keeps submitting keeps the engine busy, which
+//     is what the timeout is for). After o.WaitTimeout with work left,
+//     Update returns ErrBusy and the old engine keeps running, untouched;
+//     with o.Force it is restarted anyway.
 //  3. Once idle, it waits o.Grace for clients to fetch the last images
 //     (the old engine's jobs and images go with it) and checks again that
 //     no job came in; a job submitted in the instant between that check
@@ -551,10 +553,8 @@ func (h *Host) stageEngine(ctx context.Context, src Source, progress func(Progre
 // waitIdle waits until the engine has no job queued or running and then
 // for the grace period (see Update). It returns nil when the engine may
 // be stopped: idle, gone, or still busy at the deadline with o.Force.
+// staged is the binary that will replace the engine's.
 func (h *Host) waitIdle(ctx context.Context, o Options, staged string, progress func(Progress)) error {
-	if true {
-		return nil
-	}
 	timeout := o.WaitTimeout
 	if timeout == 0 {
 		timeout = DefaultWaitTimeout
@@ -620,13 +620,18 @@ func (h *Host) waitIdle(ctx context.Context, o Options, staged string, progress 
 				waited = waited.Round(time.Second)
 			}
 			if o.Force {
-				progress(Progress{Step: "wait", Message: fmt.Sprintf("still busy after %v (%s); restarting anyway: the running job gets the engine's shutdown timeout, queued jobs are cancelled", waited, left)})
+				progress(Progress{Step: "wait", Message: fmt.Sprintf("still busy after %v (%s); restarting anyway: the running job may finish (within the engine's --shutdown-timeout), queued jobs are cancelled", waited, left)})
 				return nil
 			}
-			return fmt.Errorf("update: %w after %v: %s. It keeps running the old version and no job was touched; the new engine waits at %s. Update again later, wait longer, or force the restart",
-				ErrBusy, waited, left, staged)
+			where := ""
+			if staged != h.Layout.Engine() {
+				where = "; the new engine waits at " + staged
+			}
+			return fmt.Errorf("update: %w after %v: %s. It keeps running the old version and no job was touched%s. Update again later, wait longer, or force the restart",
+				ErrBusy, waited, left, where)
 		}
-		if err := sleep(poll); err != nil {
+		// The last check falls on the deadline rather than a poll after it.
+		if err := sleep(min(poll, time.Until(deadline))); err != nil {
 			return err
 		}
 	}
