@@ -73,4 +73,7 @@ import -window root docs/screenshot-generate.png
 xdotool mousemove 118 18 click 1
 sleep 3
 import -window root docs/screenshot-gallery.png
-echo "screenshots: docs/screenshot-generate.png docs/screenshot-gallery.png"
+xdotool mousemove 181 18 click 1
+sleep 2
+import -window root docs/screenshot-gpu.png
+echo "screenshots: docs/screenshot-generate.png docs/screenshot-gallery.png docs/screenshot-gpu.png"

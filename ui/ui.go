@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/pixery/pixery/app/engine"
@@ -186,6 +188,12 @@ func New(a fyne.App, cfg Config) (*UI, error) {
 	u.Window.SetOnDropped(u.HandleDrop)
 	u.Window.Canvas().SetOnTypedKey(u.typedKey)
 	u.Window.SetCloseIntercept(u.requestQuit)
+	// Ctrl+Enter generates wherever the focus is, as in A1111.
+	u.Window.Canvas().AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyReturn, Modifier: fyne.KeyModifierShortcutDefault}, func(fyne.Shortcut) {
+		if u.Tabs.Selected() == u.GenerateTab {
+			u.Generate.Generate()
+		}
+	})
 
 	u.Generate.SetState(s.Last)
 	u.setNotice(notices...)
@@ -316,7 +324,12 @@ func (u *UI) checkHealth() {
 			u.setNotice(unreachableHint(u.Settings, err))
 			return
 		}
-		text := fmt.Sprintf("Engine: %s · %s · %s", e.Describe(), h.Device, h.Provider)
+		text := "Engine: " + e.Describe()
+		for _, part := range []string{h.Device, h.Provider} {
+			if part != "" && !strings.Contains(text, part) {
+				text += " · " + part
+			}
+		}
 		if len(h.Loaded) > 0 {
 			text += fmt.Sprintf(" · loaded %v", h.Loaded)
 		}
@@ -426,6 +439,11 @@ func (u *UI) Close() {
 	if u.GPU != nil {
 		u.GPU.Close()
 	}
+	if u.dialogs != nil {
+		u.dialogs.Close()
+	}
+	u.Generate.Close()
+	u.Gallery.Close()
 	u.Queue.Close()
 	if e != nil {
 		e.Close()

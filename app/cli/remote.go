@@ -284,17 +284,11 @@ func fmtElapsed(d time.Duration) string {
 
 // defaultEngine finds a linux/amd64 pixery-engine next to this program.
 func defaultEngine() (string, error) {
-	exe, err := os.Executable()
-	if err == nil {
-		dir := filepath.Dir(exe)
-		for _, name := range []string{"pixery-engine-linux-amd64", "pixery-engine"} {
-			p := filepath.Join(dir, name)
-			if deploy.CheckEngineBinary(p) == nil {
-				return p, nil
-			}
-		}
+	p, err := remote.FindEngineBinary()
+	if err != nil {
+		return "", fmt.Errorf("%w: %v; or pass --engine PATH", enginecli.ErrUsage, err)
 	}
-	return "", fmt.Errorf("%w: no linux/amd64 pixery-engine next to pixery; build one with `GOOS=linux GOARCH=amd64 go build -o pixery-engine-linux-amd64 ./engine/cmd/pixery-engine` and pass --engine PATH", enginecli.ErrUsage)
+	return p, nil
 }
 
 // modelFileFlags collects repeated --model-file PATH[=NAME] flags.

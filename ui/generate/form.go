@@ -701,7 +701,7 @@ func (v *View) Apply(r gallery.Request) {
 
 // excerpt shortens s to n runes on one line.
 func excerpt(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.TrimRight(strings.Join(strings.Fields(s), " "), ", ")
 	rs := []rune(s)
 	if len(rs) <= n {
 		return s

@@ -649,3 +649,21 @@ func (v *View) updateChips() {
 		}
 	}
 }
+
+// SetTags installs the tag completer once its indexes are loaded (the
+// window loads them in the background so that it opens at once). Call it
+// on the UI goroutine; c's fields must not change afterwards.
+func (v *View) SetTags(c *tags.Completer) {
+	var loras []string
+	if v.comp.completer != nil {
+		loras = v.comp.completer.LoRAs
+	} else if v.LoRAPicker != nil {
+		loras = v.LoRAPicker.Options
+	}
+	v.d.Tags = c
+	if c == nil {
+		v.comp.completer = nil
+		return
+	}
+	v.comp.completer = ownCompleter(c, loras)
+}
