@@ -63,7 +63,7 @@ type UI struct {
 	Gallery  *galleryview.View
 	GPU      *gpupanel.View
 
-	Tabs                          *container.AppTabs
+	Tabs                            *container.AppTabs
 	GenerateTab, GalleryTab, GPUTab *container.TabItem
 	// Status shows the engine in use and its health; Notice what the user
 	// should know about it (CPU slowness, an unreachable URL, a bad file).

@@ -158,7 +158,10 @@ func TestWindowEndToEnd(t *testing.T) {
 	u.Tabs.Select(u.GalleryTab)
 	waitFor(t, "the gallery grid to show the image", func() bool { return u.Gallery.Grid.Length() == 1 })
 	test.Type(u.Gallery.Search, "ribbon")
-	waitFor(t, "search results", func() bool { u.Gallery.WaitIdle(time.Second); return strings.HasPrefix(u.Gallery.CountLabel.Text, "1 ") })
+	waitFor(t, "search results", func() bool {
+		u.Gallery.WaitIdle(time.Second)
+		return strings.HasPrefix(u.Gallery.CountLabel.Text, "1 ")
+	})
 	u.Gallery.Search.SetText("ribbon -red")
 	waitFor(t, "an empty search", func() bool { u.Gallery.WaitIdle(time.Second); return u.Gallery.Grid.Length() == 0 })
 	u.Gallery.Search.SetText("ribbon")
@@ -245,7 +248,9 @@ func TestSettingsSwitchEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new engine's models", func() bool { return optionWith(u.Generate.Model, "tiny") != "" })
-	waitFor(t, "the new engine in the status bar", func() bool { return strings.Contains(u.Status.Text, srv.URL) && !strings.Contains(u.Status.Text, "unreachable") })
+	waitFor(t, "the new engine in the status bar", func() bool {
+		return strings.Contains(u.Status.Text, srv.URL) && !strings.Contains(u.Status.Text, "unreachable")
+	})
 	saved, err := settings.Load(cfgDir)
 	if err != nil || saved.ServerURL != srv.URL {
 		t.Fatalf("saved Server URL %q (%v)", saved.ServerURL, err)
