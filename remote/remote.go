@@ -741,30 +741,14 @@ type Status struct {
 // Status gathers the state of a target: Vast's view, SSH reachability,
 // and the engine's process and health.
 func (m *Manager) Status(ctx context.Context, name string) (*Status, error) {
-	t, err := m.Resolve(name)
+	st, err := m.InstanceStatus(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Target: t, DPH: t.DPH}
-	if t.Kind == KindVast {
-		vc, err := m.Vast()
-		if err == nil {
-			st.Instance, err = vc.ShowInstance(ctx, t.InstanceID)
-		}
-		st.InstanceErr = err
-		if st.Instance != nil {
-			st.DPH = st.Instance.DPHTotal
-			started := st.Instance.Started()
-			if started.IsZero() {
-				started = t.CreatedAt
-			}
-			st.Uptime = max(m.cfg.Now().Sub(started), 0)
-			st.Cost = st.DPH * st.Uptime.Hours()
-		}
-		if errors.Is(err, vast.ErrNotFound) {
-			return st, nil // gone: no point trying SSH
-		}
+	if errors.Is(st.InstanceErr, vast.ErrNotFound) {
+		return st, nil // gone: no point trying SSH
 	}
+	t := st.Target
 	c, err := m.connect(ctx, &t)
 	if err != nil {
 		st.SSHErr = err

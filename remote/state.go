@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 // Target is a host pixery knows: an instance it rented on Vast.ai, or an
@@ -141,28 +143,7 @@ func SaveState(path string, s *State) error {
 	if err != nil {
 		return fmt.Errorf("save remote state: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".remote-*.tmp")
-	if err != nil {
-		return fmt.Errorf("save remote state: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("save remote state: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("save remote state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save remote state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save remote state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save remote state: %w", err)
 	}
 	return nil

@@ -17,6 +17,8 @@ import (
 	"github.com/pixery/pixery/app/jobs"
 	"github.com/pixery/pixery/engine/api"
 	enginecli "github.com/pixery/pixery/engine/cli"
+	"github.com/pixery/pixery/internal/atomicfile"
+	"github.com/pixery/pixery/internal/syncio"
 )
 
 func init() {
@@ -240,7 +242,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	errw := &lockedWriter{w: stderr}
+	// The queue's goroutine and the command's own both write to stderr.
+	errw := syncio.NewWriter(stderr)
 	// No state file: a CLI run follows only its own job, and cancels it on
 	// Ctrl+C; the app's queue state is the app's.
 	q, err := jobs.New(jobs.Config{
@@ -254,7 +257,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer q.Close()
-	prog := newProgress(errw, o.quiet)
+	prog := newProgress(errw, isTerminal(stderr), o.quiet)
 	unsubscribe := q.Subscribe(prog.update)
 	defer unsubscribe()
 
@@ -304,8 +307,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("copy to -o: %w", err)
 			}
-			if err := writeFileAtomic(dst, data); err != nil {
-				return err
+			if err := atomicfile.Write(dst, data, 0o644); err != nil {
+				return fmt.Errorf("write %s: %w", dst, err)
 			}
 			fmt.Fprintln(stdout, dst)
 		}
@@ -443,19 +446,6 @@ func seedList(j jobs.Job) string {
 	return strings.Join(s, ", ")
 }
 
-// lockedWriter serialises writes from the queue's goroutine and the
-// command's own.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // progress prints a job's progress for people: a line per change of state,
 // and a step bar redrawn in place on a terminal (a line per step
 // otherwise, so logs stay readable).
@@ -473,12 +463,16 @@ type progress struct {
 	inBar   bool
 }
 
-func newProgress(w *lockedWriter, quiet bool) *progress {
-	p := &progress{w: w, quiet: quiet, pos: -1}
-	if f, ok := w.w.(*os.File); ok {
-		p.tty = term.IsTerminal(int(f.Fd()))
-	}
-	return p
+// newProgress reports to w; tty says whether w is a terminal, where the
+// step bar can be redrawn in place.
+func newProgress(w io.Writer, tty, quiet bool) *progress {
+	return &progress{w: w, tty: tty, quiet: quiet, pos: -1}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func (p *progress) update(j jobs.Job) {

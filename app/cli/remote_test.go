@@ -11,11 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pixery/pixery/internal/syncio"
 	"github.com/pixery/pixery/remote"
 	"github.com/pixery/pixery/remote/sshdtest"
 	"github.com/pixery/pixery/remote/vast"
@@ -26,23 +26,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	sshdtest.CleanupBuilds()
 	os.Exit(code)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // pixery runs the CLI and returns its exit code, stdout and stderr.
@@ -137,7 +120,7 @@ func TestRemoteCommands(t *testing.T) {
 	saved := runContext
 	runContext = func() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
 	local = fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
-	var tout, terr syncBuffer
+	var tout, terr syncio.Buffer
 	done := make(chan int, 1)
 	go func() { done <- Main([]string{"remote", "tunnel", "--local", local}, &tout, &terr) }()
 	deadline := time.Now().Add(10 * time.Second)

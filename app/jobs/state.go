@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pixery/pixery/engine/api"
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 // stateVersion is the state file's format; a file of another version is
@@ -125,41 +126,11 @@ func (w *stateWriter) write(pending []*entry) error {
 	return nil
 }
 
-// writeFileAtomic writes data to a temporary file beside path, flushes it
-// and renames it over path, so that path holds the old or the new content,
-// never a part.
+// writeFileAtomic creates path's folder (private: it holds job
+// parameters and images) and replaces path with data atomically.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // fails harmlessly once renamed
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }

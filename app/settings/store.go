@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 // secrets is secrets.toml's content.
@@ -220,7 +222,7 @@ func (s *Settings) Save(dir string) error {
 		if err := toml.NewEncoder(&buf).Encode(secrets{Token: s.Token, VastKey: s.VastKey}); err != nil {
 			return fmt.Errorf("save %s: %w", secPath, err)
 		}
-		if err := writeAtomic(secPath, buf.Bytes(), 0o600); err != nil {
+		if err := atomicfile.Write(secPath, buf.Bytes(), 0o600); err != nil {
 			return fmt.Errorf("save %s: %w", secPath, err)
 		}
 	}
@@ -230,48 +232,8 @@ func (s *Settings) Save(dir string) error {
 	if err := toml.NewEncoder(&buf).Encode(s); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
 	}
-	if err := writeAtomic(path, buf.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("save %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeAtomic replaces path with data: a temporary file in the same folder,
-// synced, given its mode, renamed over path, and the folder synced, so a
-// crash leaves the old file or the new one, never half of one.
-func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	// CreateTemp makes 0600 files; chmod before writing so a secret is
-	// never in a wider file, and widen settings.toml to its mode.
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, e := os.Open(dir); e == nil {
-		_ = d.Sync() // not every file system syncs folders; the rename stands anyway
-		d.Close()
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pixery/pixery/engine/api"
 	"github.com/pixery/pixery/engine/pngmeta"
 	"github.com/pixery/pixery/engine/server"
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 func init() {
@@ -107,8 +108,8 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeAtomic(path, data); err != nil {
-			return err
+		if err := atomicfile.Write(path, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
 		}
 		files = append(files, path)
 	}
@@ -121,31 +122,4 @@ func modelList(ms []api.Model) string {
 		ids = append(ids, m.ID)
 	}
 	return strings.Join(ids, ", ")
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// folder, so a reader never sees half an image.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -9,13 +9,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pixery/pixery/engine/api"
 	"github.com/pixery/pixery/engine/server"
+	"github.com/pixery/pixery/internal/syncio"
 )
 
 // stubBackend is the least a Backend can be: one model on disk.
@@ -34,19 +34,6 @@ func (stubBackend) Generate(ctx context.Context, _ *api.JobRequest, _ func(serve
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
-
-// syncBuffer lets the test read what serve writes from another goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func withBackend(t *testing.T, f func(string) (server.Backend, error)) {
 	old := server.NewBackend
@@ -85,7 +72,7 @@ func TestServeRunsAndStopsOnSIGTERM(t *testing.T) {
 	var gotDir string
 	withBackend(t, func(dir string) (server.Backend, error) { gotDir = dir; return stubBackend{}, nil })
 	t.Setenv(server.EnvToken, "tok")
-	var out, errb syncBuffer
+	var out, errb syncio.Buffer
 	code := make(chan int)
 	go func() {
 		code <- Main([]string{"serve", "--addr", "127.0.0.1:0", "--models", t.TempDir(), "--shutdown-timeout", "200ms"}, &out, &errb)

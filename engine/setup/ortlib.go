@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pixery/pixery/engine/download"
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 // DefaultArchiveURL is where Microsoft publishes the release archives.
@@ -352,30 +353,12 @@ func install(dir, staging, mname string, m *marker) error {
 	return syncDir(dir)
 }
 
+// writeFileAtomic replaces name with data, telling a full disk apart so
+// that the caller can say so.
 func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644) // CreateTemp makes it private
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		if download.IsDiskFull(err) {
-			return fmt.Errorf("%w: %v", download.ErrDiskFull, err)
-		}
+	err := atomicfile.Write(name, data, 0o644)
+	if err != nil && download.IsDiskFull(err) {
+		return fmt.Errorf("%w: %v", download.ErrDiskFull, err)
 	}
 	return err
 }

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pixery/pixery/internal/syncio"
 	"github.com/pixery/pixery/models"
 	"github.com/pixery/pixery/remote/deploy"
 	"github.com/pixery/pixery/remote/sshdtest"
@@ -226,7 +227,7 @@ func TestDeployDetachedStartLogsUpdate(t *testing.T) {
 		t.Fatalf("logs:\n%s", logs.String())
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	fw := &syncBuffer{}
+	fw := &syncio.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- e.host.Logs(fctx, fw, 5, true) }()
 	submitJob(t, e.host, 0)
@@ -522,23 +523,6 @@ func TestUpdateTimeoutAndForce(t *testing.T) {
 	if !inOrder(log, "SIGTERM", "job "+j3+" cancelled: shutting down", "job "+j2+" done", "\nstopped", "engine v2 serving") {
 		t.Fatalf("forced restart:\n%s", log)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {

@@ -14,10 +14,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pixery/pixery/engine/api"
+	"github.com/pixery/pixery/internal/syncio"
 )
 
 // ErrEngineDown means nothing answers on the engine's port on the host.
@@ -284,21 +284,10 @@ func (h *Host) setup(ctx context.Context, bin string, w io.Writer, extra ...stri
 		w = io.Discard
 	}
 	l := h.Layout
-	lw := &lockedWriter{w: w}
+	// stdout and stderr, copied by two goroutines, share w.
+	lw := syncio.NewWriter(w)
 	args := append(l.SetupArgs(), extra...)
 	return h.run(ctx, "pixery-engine setup", "cd "+shq(l.Root)+" && exec "+shq(bin)+" "+shqAll(args), lw, lw)
-}
-
-// lockedWriter lets stdout and stderr, copied by two goroutines, share w.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // Options configure Deploy and Update.

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/pixery/pixery/internal/atomicfile"
 )
 
 // knownHostsMu serialises this process's appends and rewrites.
@@ -223,9 +225,8 @@ func ForgetHost(file string, t Target) (int, error) {
 	if out != "" {
 		out += "\n"
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, []byte(out), 0o600); err != nil {
+	if err := atomicfile.Write(file, []byte(out), 0o600); err != nil {
 		return 0, err
 	}
-	return removed, os.Rename(tmp, file)
+	return removed, nil
 }
