@@ -8,81 +8,8 @@ import (
 	"time"
 
 	"github.com/pixery/pixery/remote"
+	"github.com/pixery/pixery/remote/fakeclock"
 )
-
-// fakeClock is a remote.Clock whose time moves only when the test says.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-	changed chan struct{} // signalled when a waiter is added
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), changed: make(chan struct{}, 1)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	select {
-	case c.changed <- struct{}{}:
-	default:
-	}
-	return ch
-}
-
-// waitForWaiter blocks until someone sleeps on the clock.
-func (c *fakeClock) waitForWaiter(t *testing.T) {
-	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		c.mu.Lock()
-		n := len(c.waiters)
-		c.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		select {
-		case <-c.changed:
-		case <-deadline:
-			t.Fatal("nothing waits on the clock")
-		}
-	}
-}
-
-// Advance moves time on and wakes the sleepers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	c.waiters = keep
-}
 
 // activity is a job queue's "last activity" time, settable by the test.
 type activity struct {
@@ -103,7 +30,7 @@ func (a *activity) set(t time.Time) {
 }
 
 func TestIdleWatcherCheck(t *testing.T) {
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	start := clk.Now()
 	var act activity
 	w, err := remote.NewIdleWatcher(remote.IdleConfig{Idle: 30 * time.Minute, Warn: 5 * time.Minute, Clock: clk,
@@ -158,7 +85,7 @@ func TestNewIdleWatcherRejectsBadConfig(t *testing.T) {
 		}
 	}
 	// A warning window longer than the idle time is the whole idle time.
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	w, err := remote.NewIdleWatcher(remote.IdleConfig{Idle: 2 * time.Minute, Clock: clk, Destroy: destroy})
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +132,7 @@ func (r *watcherRun) destroyCount() int {
 	return r.destroys
 }
 
-func startWatcher(t *testing.T, clk *fakeClock, idle time.Duration, act *activity, fail func(n int) error) (*remote.IdleWatcher, *watcherRun) {
+func startWatcher(t *testing.T, clk *fakeclock.Clock, idle time.Duration, act *activity, fail func(n int) error) (*remote.IdleWatcher, *watcherRun) {
 	t.Helper()
 	r := &watcherRun{finished: make(chan struct{})}
 	w, err := remote.NewIdleWatcher(remote.IdleConfig{
@@ -246,25 +173,25 @@ func startWatcher(t *testing.T, clk *fakeClock, idle time.Duration, act *activit
 }
 
 // step advances the clock by d in ticks, each time after Run is asleep.
-func step(t *testing.T, clk *fakeClock, d, tick time.Duration) {
+func step(t *testing.T, clk *fakeclock.Clock, d, tick time.Duration) {
 	t.Helper()
 	for d > 0 {
 		s := min(tick, d)
-		clk.waitForWaiter(t)
+		clk.WaitForSleeper(t)
 		clk.Advance(s)
 		d -= s
 	}
 }
 
 func TestIdleWatcherDestroysAfterIdleTime(t *testing.T) {
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	var act activity
 	_, run := startWatcher(t, clk, 10*time.Minute, &act, nil)
 
 	// Coarse steps first: Run sleeps at most a tick, so advancing a
 	// minute wakes it once per minute.
 	step(t, clk, 9*time.Minute, time.Minute)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	if n := run.destroyCount(); n != 0 {
 		t.Fatalf("destroyed %d times after 9 of 10 idle minutes", n)
 	}
@@ -272,7 +199,7 @@ func TestIdleWatcherDestroysAfterIdleTime(t *testing.T) {
 		t.Fatalf("after 9 minutes: %+v, want the countdown at 1m", st)
 	}
 	step(t, clk, 59*time.Second, time.Second)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	if n := run.destroyCount(); n != 0 {
 		t.Fatalf("destroyed with a second left")
 	}
@@ -292,7 +219,7 @@ func TestIdleWatcherDestroysAfterIdleTime(t *testing.T) {
 }
 
 func TestIdleWatcherActivityKeepsInstance(t *testing.T) {
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	start := clk.Now()
 	var act activity
 	w, run := startWatcher(t, clk, 10*time.Minute, &act, nil)
@@ -300,7 +227,7 @@ func TestIdleWatcherActivityKeepsInstance(t *testing.T) {
 	step(t, clk, 8*time.Minute, time.Minute)
 	act.set(start.Add(8 * time.Minute)) // a job was submitted
 	step(t, clk, 9*time.Minute, time.Minute)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	if n := run.destroyCount(); n != 0 {
 		t.Fatalf("destroyed %d times although a job ran 9 minutes ago", n)
 	}
@@ -310,7 +237,7 @@ func TestIdleWatcherActivityKeepsInstance(t *testing.T) {
 	// The user taps "keep it" in the countdown.
 	w.Postpone()
 	step(t, clk, 9*time.Minute, time.Minute)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	if n := run.destroyCount(); n != 0 {
 		t.Fatalf("destroyed %d times although postponed 9 minutes ago", n)
 	}
@@ -328,7 +255,7 @@ func TestIdleWatcherActivityKeepsInstance(t *testing.T) {
 }
 
 func TestIdleWatcherRetriesFailedDestroy(t *testing.T) {
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	var act activity
 	boom := errors.New("vast: destroy instance 7: HTTP 502")
 	_, run := startWatcher(t, clk, time.Minute, &act, func(n int) error {
@@ -338,12 +265,12 @@ func TestIdleWatcherRetriesFailedDestroy(t *testing.T) {
 		return nil
 	})
 	step(t, clk, time.Minute, time.Second)
-	clk.waitForWaiter(t) // asleep before the retry
+	clk.WaitForSleeper(t) // asleep before the retry
 	if st := run.last(); st.State != remote.IdleFailed || !errors.Is(st.Err, boom) || run.destroyCount() != 1 {
 		t.Fatalf("after a failed destroy: %+v (%d tries)", st, run.destroyCount())
 	}
 	step(t, clk, 30*time.Second, 30*time.Second)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	if run.destroyCount() != 2 {
 		t.Fatalf("tries %d, want 2 after one retry interval", run.destroyCount())
 	}
@@ -357,10 +284,10 @@ func TestIdleWatcherRetriesFailedDestroy(t *testing.T) {
 }
 
 func TestIdleWatcherStopsWithContext(t *testing.T) {
-	clk := newFakeClock()
+	clk := fakeclock.New(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	var act activity
 	_, run := startWatcher(t, clk, time.Hour, &act, nil)
-	clk.waitForWaiter(t)
+	clk.WaitForSleeper(t)
 	run.cancel()
 	if err := run.wait(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v, want context.Canceled", err)

@@ -25,7 +25,6 @@ import (
 	"github.com/pixery/pixery/remote"
 	"github.com/pixery/pixery/remote/deploy"
 	"github.com/pixery/pixery/remote/sshdtest"
-	"github.com/pixery/pixery/remote/tunnel"
 	"github.com/pixery/pixery/remote/vast"
 )
 
@@ -247,25 +246,7 @@ func TestFullCycleRealEngine(t *testing.T) {
 	}
 
 	// The tunnel, and the app's client through it.
-	tctx, stopTunnel := context.WithCancel(ctx)
-	defer stopTunnel()
-	ups := make(chan struct{}, 10)
-	tdone := make(chan error, 1)
-	localAddr := fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
-	go func() {
-		tdone <- w.mgr.Tunnel(tctx, remote.TunnelOptions{Local: localAddr, OnEvent: func(e tunnel.Event) {
-			if e.State == tunnel.Up {
-				ups <- struct{}{}
-			}
-		}})
-	}()
-	select {
-	case <-ups:
-	case err := <-tdone:
-		t.Fatalf("tunnel: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("tunnel never came up")
-	}
+	localAddr, stopTunnel := openTunnel(t, ctx, w.mgr)
 	c := api.NewClient("http://"+localAddr, "")
 	h, err := c.Health(ctx)
 	if err != nil || h.Version != api.Version || h.Provider != "CPU" || h.Device == "" || h.Queued != 0 || h.Running != "" {
@@ -498,8 +479,7 @@ func TestFullCycleRealEngine(t *testing.T) {
 		t.Fatalf("status %+v %v", st, err)
 	}
 
-	stopTunnel()
-	if err := <-tdone; err != nil {
+	if err := stopTunnel(); err != nil {
 		t.Fatal(err)
 	}
 	// Destroy ends the instance on Vast — the container and the engine in

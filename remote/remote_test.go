@@ -111,6 +111,40 @@ func stateFile(t *testing.T) string {
 // The whole cycle, as the app runs it: offers → rent → deploy → tunnel →
 // health → status → destroy, against the fake Vast API whose instance is
 // the test's real sshd.
+// openTunnel runs mgr's tunnel to the current target on a free local port
+// until the test ends or stop, which returns Tunnel's error; it returns
+// once the tunnel listens and is up.
+func openTunnel(t *testing.T, ctx context.Context, mgr *remote.Manager) (local string, stop func() error) {
+	t.Helper()
+	tctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	ready := make(chan struct{}, 1)
+	ups := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	local = fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
+	go func() {
+		done <- mgr.Tunnel(tctx, remote.TunnelOptions{Local: local,
+			Ready: func(*tunnel.Tunnel) { ready <- struct{}{} },
+			OnEvent: func(e tunnel.Event) {
+				if e.State == tunnel.Up {
+					ups <- struct{}{}
+				}
+			}})
+	}()
+	select {
+	case <-ups:
+	case err := <-done:
+		t.Fatalf("tunnel: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("tunnel never came up")
+	}
+	<-ready // sent before Tunnel blocks, so before any event
+	return local, func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func TestFullCycle(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -180,27 +214,7 @@ func TestFullCycle(t *testing.T) {
 	}
 
 	// The tunnel: the engine answers on a local port.
-	tctx, stopTunnel := context.WithCancel(ctx)
-	ready := make(chan *tunnel.Tunnel, 1)
-	ups := make(chan struct{}, 10)
-	tdone := make(chan error, 1)
-	local := fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
-	go func() {
-		tdone <- w.mgr.Tunnel(tctx, remote.TunnelOptions{Local: local, Ready: func(tu *tunnel.Tunnel) { ready <- tu },
-			OnEvent: func(e tunnel.Event) {
-				if e.State == tunnel.Up {
-					ups <- struct{}{}
-				}
-			}})
-	}()
-	select {
-	case <-ups:
-	case err := <-tdone:
-		t.Fatalf("tunnel: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("tunnel never came up")
-	}
-	<-ready
+	local, stopTunnel := openTunnel(t, ctx, w.mgr)
 	resp, err := http.Get("http://" + local + "/v1/health")
 	if err != nil {
 		t.Fatal(err)
@@ -228,8 +242,7 @@ func TestFullCycle(t *testing.T) {
 		t.Fatalf("logs %v:\n%s", err, logs.String())
 	}
 
-	stopTunnel()
-	if err := <-tdone; err != nil {
+	if err := stopTunnel(); err != nil {
 		t.Fatal(err)
 	}
 	w.fake.RateLimit("destroy", 2)

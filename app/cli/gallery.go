@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/pixery/pixery/app/gallery"
@@ -33,23 +29,7 @@ func gallerySubcommands() []subcommand {
 }
 
 func runGallery(args []string, stdout, stderr io.Writer) error {
-	subs := gallerySubcommands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "usage: pixery gallery COMMAND [flags]")
-		for _, s := range subs {
-			fmt.Fprintf(stderr, "  %-7s %s\n          %s\n", s.name, s.summary, s.args)
-		}
-		if len(args) == 0 {
-			return fmt.Errorf("%w: missing gallery command", enginecli.ErrUsage)
-		}
-		return nil
-	}
-	for _, s := range subs {
-		if s.name == args[0] {
-			return s.run(args[1:], stdout, stderr)
-		}
-	}
-	return fmt.Errorf("%w: unknown gallery command %q (try pixery gallery help)", enginecli.ErrUsage, args[0])
+	return runSubcommand("gallery", gallerySubcommands(), args, stdout, stderr)
 }
 
 // openGalleryFromFlags loads the settings named by the flags and opens the
@@ -82,7 +62,7 @@ func gallerySearch(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer g.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext()
 	defer stop()
 	// Files added by other programs (or another pixery) since the last run
 	// are found too; a sync of an unchanged folder is one directory walk.
@@ -132,7 +112,7 @@ func gallerySync(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer g.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext()
 	defer stop()
 	r, err := g.Sync(ctx)
 	if err != nil {
@@ -158,7 +138,7 @@ func galleryImport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer g.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runContext()
 	defer stop()
 	r, err := g.Import(ctx, fs.Args()...)
 	for _, it := range r.Items {

@@ -19,11 +19,8 @@ import (
 	"github.com/pixery/pixery/app/enginetest"
 	"github.com/pixery/pixery/app/settings"
 	"github.com/pixery/pixery/engine/api"
-	"github.com/pixery/pixery/engine/nn/nntest"
 	"github.com/pixery/pixery/engine/pngmeta"
-	"github.com/pixery/pixery/engine/safetensors"
-	"github.com/pixery/pixery/engine/sdxl"
-	"github.com/pixery/pixery/engine/sdxl/lora"
+	"github.com/pixery/pixery/engine/sdxl/lora/loratest"
 )
 
 // appEnv is a settings folder pointing at a real engine, with the caches
@@ -457,44 +454,7 @@ func TestGenerateLocal(t *testing.T) {
 // for a few layers of the tiny checkpoint into modelsDir/loras/name.safetensors.
 func addTinyLoRA(t *testing.T, modelsDir, name string) {
 	t.Helper()
-	cfg, err := sdxl.LoadConfigDir(nntest.Golden(t, "pipeline/configs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	arch, err := lora.NewArch(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(5, 6))
-	f32 := func(name string, shape []int64, scale float64) safetensors.Named {
-		n := int64(1)
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(scale * r.NormFloat64())
-		}
-		raw, _ := safetensors.EncodeFloat32(safetensors.F32, v)
-		return safetensors.Named{Name: name, DType: safetensors.F32, Shape: shape, Data: raw}
-	}
-	var ts []safetensors.Named
-	picked := map[sdxl.Component]int{}
-	for _, l := range arch.Layers() {
-		if !l.Default || l.Part != "" || picked[l.Component] >= 4 {
-			continue
-		}
-		picked[l.Component]++
-		ts = append(ts, f32(l.Kohya+".lora_down.weight", l.DownShape(4), 0.5), f32(l.Kohya+".lora_up.weight", l.UpShape(4), 0.5))
-		alpha, _ := safetensors.EncodeFloat32(safetensors.F32, []float32{2})
-		ts = append(ts, safetensors.Named{Name: l.Kohya + ".alpha", DType: safetensors.F32, Shape: []int64{}, Data: alpha})
-	}
-	if err := os.MkdirAll(filepath.Join(modelsDir, "loras"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := safetensors.WriteFile(filepath.Join(modelsDir, "loras", name+".safetensors"), ts, nil); err != nil {
-		t.Fatal(err)
-	}
+	loratest.WriteTiny(t, filepath.Join(modelsDir, "loras", name+".safetensors"), rand.New(rand.NewPCG(5, 6)), 4)
 }
 
 // --lora applies a LoRA the engine has, and the image's metadata says so.

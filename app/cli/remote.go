@@ -48,11 +48,6 @@ var (
 	managerConfig = func() remote.Config { return remote.Config{} }
 )
 
-type subcommand struct {
-	name, args, summary string
-	run                 func(args []string, stdout, stderr io.Writer) error
-}
-
 func remoteSubcommands() []subcommand {
 	return []subcommand{
 		{"offers", "[--gpu NAME] [--disk GB] [--max-price $/H] [--order dph]", "list GPU offers on Vast.ai, cheapest first", remoteOffers},
@@ -69,23 +64,7 @@ func remoteSubcommands() []subcommand {
 }
 
 func runRemote(args []string, stdout, stderr io.Writer) error {
-	subs := remoteSubcommands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "usage: pixery remote COMMAND [flags]")
-		for _, s := range subs {
-			fmt.Fprintf(stderr, "  %-8s %s\n           %s\n", s.name, s.summary, s.args)
-		}
-		if len(args) == 0 {
-			return fmt.Errorf("%w: missing remote command", enginecli.ErrUsage)
-		}
-		return nil
-	}
-	for _, s := range subs {
-		if s.name == args[0] {
-			return s.run(args[1:], stdout, stderr)
-		}
-	}
-	return fmt.Errorf("%w: unknown remote command %q (try pixery remote help)", enginecli.ErrUsage, args[0])
+	return runSubcommand("remote", remoteSubcommands(), args, stdout, stderr)
 }
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {

@@ -37,16 +37,7 @@ func addAdapter(t *testing.T, dir string) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	tensor := func(name string, scale float64, shape ...int64) safetensors.Named {
-		n := int64(1)
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(scale * r.NormFloat64())
-		}
-		raw, _ := safetensors.EncodeFloat32(safetensors.F32, v)
-		return safetensors.Named{Name: name, DType: safetensors.F32, Shape: shape, Data: raw}
+		return nntest.RandomF32(r, name, scale, shape...)
 	}
 	ctx := cfg.UNet.ContextDim
 	ts := []safetensors.Named{

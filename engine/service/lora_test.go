@@ -5,17 +5,13 @@ import (
 	"context"
 	"image"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pixery/pixery/engine/api"
-	"github.com/pixery/pixery/engine/nn/nntest"
 	"github.com/pixery/pixery/engine/pngmeta"
-	"github.com/pixery/pixery/engine/safetensors"
-	"github.com/pixery/pixery/engine/sdxl"
-	"github.com/pixery/pixery/engine/sdxl/lora"
+	"github.com/pixery/pixery/engine/sdxl/lora/loratest"
 	"github.com/pixery/pixery/engine/server"
 )
 
@@ -23,42 +19,7 @@ import (
 // text-encoder layers of the tiny pipeline model into loras/.
 func addLoRA(t *testing.T, dir string) {
 	t.Helper()
-	cfg, err := sdxl.LoadConfigDir(nntest.Golden(t, "pipeline/configs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	arch, err := lora.NewArch(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(3, 4))
-	tensor := func(name string, shape []int64, scale float64) safetensors.Named {
-		n := int64(1)
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(scale * r.NormFloat64())
-		}
-		raw, _ := safetensors.EncodeFloat32(safetensors.F32, v)
-		return safetensors.Named{Name: name, DType: safetensors.F32, Shape: shape, Data: raw}
-	}
-	var ts []safetensors.Named
-	picked := map[sdxl.Component]int{}
-	for _, l := range arch.Layers() {
-		if !l.Default || l.Part != "" || picked[l.Component] >= 6 {
-			continue
-		}
-		picked[l.Component]++
-		ts = append(ts, tensor(l.Kohya+".lora_down.weight", l.DownShape(4), 0.5), tensor(l.Kohya+".lora_up.weight", l.UpShape(4), 0.5))
-		alpha, _ := safetensors.EncodeFloat32(safetensors.F32, []float32{2})
-		ts = append(ts, safetensors.Named{Name: l.Kohya + ".alpha", DType: safetensors.F32, Shape: []int64{}, Data: alpha})
-	}
-	os.MkdirAll(filepath.Join(dir, "loras"), 0o755)
-	if err := safetensors.WriteFile(filepath.Join(dir, "loras", "tiny-style.safetensors"), ts, nil); err != nil {
-		t.Fatal(err)
-	}
+	loratest.WriteTiny(t, filepath.Join(dir, "loras", "tiny-style.safetensors"), rand.New(rand.NewPCG(3, 4)), 6)
 }
 
 func TestLoRAJobs(t *testing.T) {

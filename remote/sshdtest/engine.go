@@ -2,10 +2,7 @@ package sshdtest
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 )
 
@@ -28,25 +25,10 @@ func RealEngine(t testing.TB) string {
 	}
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := built["real-engine"]; ok {
-		return p
-	}
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "pixery-standin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = d
-	}
-	_, self, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(self), "..", "..") // remote/sshdtest → repository root
-	out := filepath.Join(buildDir, "real", "pixery-engine")
-	cmd := exec.Command("go", "build", "-o", out, "./engine/cmd/pixery-engine")
-	cmd.Dir = root
-	cmd.Env = goEnv("GOOS=linux", "GOARCH=amd64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build pixery-engine: %v\n%s", err, strings.TrimSpace(string(b)))
-	}
-	built["real-engine"] = out
-	return out
+	return buildLocked(t, goBuild{
+		key: "real-engine", what: "pixery-engine",
+		dir: filepath.Join("..", ".."), // remote/sshdtest → repository root
+		pkg: "./engine/cmd/pixery-engine", out: filepath.Join("real", "pixery-engine"),
+		env: []string{"GOOS=linux", "GOARCH=amd64"},
+	})
 }

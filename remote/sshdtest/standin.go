@@ -55,25 +55,10 @@ func StandInEngine(t testing.TB, version string) string {
 	if p, ok := built["engine-"+version]; ok {
 		return p
 	}
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "pixery-standin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = d
-	}
-	base, ok := built["engine"]
-	if !ok {
-		_, self, _, _ := runtime.Caller(0)
-		base = filepath.Join(buildDir, "pixery-engine")
-		cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", base, "./testdata/standin")
-		cmd.Dir = filepath.Dir(self)
-		cmd.Env = goEnv("GOOS=linux", "GOARCH=amd64")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build stand-in engine: %v\n%s", err, strings.TrimSpace(string(b)))
-		}
-		built["engine"] = base
-	}
+	base := buildLocked(t, goBuild{
+		key: "engine", what: "stand-in engine", pkg: "./testdata/standin", out: "pixery-engine",
+		flags: []string{"-ldflags", "-s -w"}, env: []string{"GOOS=linux", "GOARCH=amd64"},
+	})
 	b, err := os.ReadFile(base)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +93,26 @@ func QuotaSFTP(t testing.TB) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := built["quotasftp"]; ok {
+	return buildLocked(t, goBuild{key: "quotasftp", what: "quotasftp", pkg: "./testdata/quotasftp", out: "quotasftp"})
+}
+
+// goBuild is a go build of a program for the tests.
+type goBuild struct {
+	key   string   // names the result in built
+	what  string   // names the program in a failure
+	dir   string   // where to run go build, relative to this package's folder
+	pkg   string   // the package to build, relative to dir
+	out   string   // the binary, relative to buildDir
+	flags []string // more go build flags
+	env   []string // more environment, e.g. GOOS
+}
+
+// buildLocked runs b once per test process (the go command's cache makes
+// later processes quick) and returns the binary's path. buildMu must be
+// held.
+func buildLocked(t testing.TB, b goBuild) string {
+	t.Helper()
+	if p, ok := built[b.key]; ok {
 		return p
 	}
 	if buildDir == "" {
@@ -119,13 +123,14 @@ func QuotaSFTP(t testing.TB) string {
 		buildDir = d
 	}
 	_, self, _, _ := runtime.Caller(0)
-	out := filepath.Join(buildDir, "quotasftp")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/quotasftp")
-	cmd.Dir = filepath.Dir(self)
-	cmd.Env = goEnv()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build quotasftp: %v\n%s", err, strings.TrimSpace(string(b)))
+	out := filepath.Join(buildDir, b.out)
+	args := append(append([]string{"build"}, b.flags...), "-o", out, b.pkg)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = filepath.Join(filepath.Dir(self), b.dir)
+	cmd.Env = goEnv(b.env...)
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", b.what, err, strings.TrimSpace(string(o)))
 	}
-	built["quotasftp"] = out
+	built[b.key] = out
 	return out
 }

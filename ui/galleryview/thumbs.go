@@ -89,16 +89,9 @@ type thumbJob struct {
 // wantThumbLocked asks the workers for a thumbnail; c shows it when it
 // comes, if c still shows that image then.
 func (v *View) wantThumbLocked(id, key string, c *cell) {
-	if w, ok := v.thumbWait[key]; ok {
-		for _, x := range w {
-			if x == c {
-				return
-			}
-		}
-		v.thumbWait[key] = append(w, c)
+	if !addWaiter(v.thumbWait, key, c) {
 		return
 	}
-	v.thumbWait[key] = []*cell{c}
 	v.thumbStack = append(v.thumbStack, thumbJob{id, key})
 	if v.thumbRunning < thumbWorkers {
 		v.thumbRunning++

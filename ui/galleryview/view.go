@@ -19,6 +19,7 @@ import (
 	"errors"
 	"image"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -711,18 +712,25 @@ func (v *View) itemLocked(i int) (gallery.Item, bool) {
 // wantPageLocked reads page p in the background; c is redrawn when it
 // arrives.
 func (v *View) wantPageLocked(p int, c *cell) {
-	if w, ok := v.loading[p]; ok {
-		for _, x := range w {
-			if x == c {
-				return
-			}
-		}
-		v.loading[p] = append(w, c)
+	if !addWaiter(v.loading, p, c) {
 		return
 	}
-	v.loading[p] = []*cell{c}
 	gen, q := v.gen, v.q
 	v.start(func() { v.loadPage(gen, p, q) })
+}
+
+// addWaiter adds c to the cells waiting for k in m, once, and reports
+// whether nothing waited for k before: then the caller starts the work.
+func addWaiter[K comparable](m map[K][]*cell, k K, c *cell) (first bool) {
+	w, ok := m[k]
+	if !ok {
+		m[k] = []*cell{c}
+		return true
+	}
+	if !slices.Contains(w, c) {
+		m[k] = append(w, c)
+	}
+	return false
 }
 
 func (v *View) loadPage(gen, p int, q gallery.Query) {

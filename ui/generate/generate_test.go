@@ -164,6 +164,31 @@ func (f *fixture) choose(t *testing.T, label string) {
 	f.v.Model.SetSelected(label)
 }
 
+// runningJob generates with Tiny Alpha, prompt and steps, and waits until
+// the job has run a step (a long job leaves time to act on it); it returns
+// the job's id.
+func (f *fixture) runningJob(t *testing.T, prompt, steps string) string {
+	t.Helper()
+	v := f.v
+	f.ui(func() {
+		f.choose(t, "Tiny Alpha")
+		v.Prompt.SetText(prompt)
+		retype(v.Steps, steps)
+	})
+	test.Tap(v.GenerateButton)
+	var id string
+	f.eventually(t, "the job to run", func() bool {
+		for _, r := range v.queue.rows {
+			if r.Job.State == api.StateRunning && r.Job.Step >= 1 {
+				id = r.Job.ID
+				return true
+			}
+		}
+		return false
+	})
+	return id
+}
+
 // retype replaces an entry's text as a user would: select all, type.
 func retype(e *widget.Entry, s string) {
 	e.SetText("")
@@ -588,22 +613,7 @@ func testGenerate(t *testing.T, srv *enginetest.Server) {
 func testCancel(t *testing.T, srv *enginetest.Server) {
 	f := newFixture(t, srv)
 	v := f.v
-	f.ui(func() {
-		f.choose(t, "Tiny Alpha")
-		v.Prompt.SetText("1boy, long job")
-		retype(v.Steps, "50")
-	})
-	test.Tap(v.GenerateButton)
-	var id string
-	f.eventually(t, "the job to run", func() bool {
-		for _, r := range v.queue.rows {
-			if r.Job.State == api.StateRunning && r.Job.Step >= 1 {
-				id = r.Job.ID
-				return true
-			}
-		}
-		return false
-	})
+	id := f.runningJob(t, "1boy, long job", "50")
 	f.ui(func() {
 		r := v.QueueRow(id)
 		if !r.Cancel.Visible() || !r.Progress.Visible() || !strings.HasPrefix(r.State.Text, "step ") {
@@ -1093,22 +1103,7 @@ func TestSetCursorOffsetWrapped(t *testing.T) {
 func testConnectionLost(t *testing.T, srv *enginetest.Server) {
 	f := newFixtureOn(t, srv, srv.EngineWith(50*time.Millisecond, 2))
 	v := f.v
-	f.ui(func() {
-		f.choose(t, "Tiny Alpha")
-		v.Prompt.SetText("1girl, rain")
-		retype(v.Steps, "40")
-	})
-	test.Tap(v.GenerateButton)
-	var id string
-	f.eventually(t, "the job to run", func() bool {
-		for _, r := range v.queue.rows {
-			if r.Job.State == api.StateRunning && r.Job.Step >= 1 {
-				id = r.Job.ID
-				return true
-			}
-		}
-		return false
-	})
+	id := f.runningJob(t, "1girl, rain", "40")
 	srv.Stop()
 	restarted := false
 	defer func() {

@@ -6,73 +6,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pixery/pixery/remote/fakeclock"
 )
-
-// fakeClock is a remote.Clock that moves only when the test says.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *fakeClock) sleepers() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
 
 // advance waits until the idle watcher sleeps on the clock (so that it has
 // reported), then moves time on.
-func (c *fakeClock) advance(t *testing.T, d time.Duration) {
+func advance(t *testing.T, clk *fakeclock.Clock, d time.Duration) {
 	t.Helper()
-	c.settle(t)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	c.waiters = keep
-}
-
-// settle waits until someone sleeps on the clock.
-func (c *fakeClock) settle(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for c.sleepers() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the idle watcher never sleeps")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	clk.WaitForSleeper(t)
+	clk.Advance(d)
 }
 
 type jobClock struct {
@@ -95,7 +38,7 @@ func (j *jobClock) ran(t time.Time) {
 // The idle watcher in the panel: a countdown with "Keep running", a job
 // that keeps the instance, and the destroy when nothing happens.
 func TestIdleAutoDestroy(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC))
 	var jobs jobClock
 	w := newWorld(t, func(d *Deps) {
 		d.IdleDestroy = 10 * time.Minute
@@ -108,8 +51,8 @@ func TestIdleAutoDestroy(t *testing.T) {
 	tg := w.current(t)
 	id := tg.InstanceID
 
-	clk.advance(t, 4*time.Minute)
-	clk.settle(t)
+	advance(t, clk, 4*time.Minute)
+	clk.WaitForSleeper(t)
 	if got := text(v.Idle); got != "Auto-destroy after 10m without jobs (idle for 4m)." {
 		t.Errorf("idle line after 4 minutes: %q", got)
 	}
@@ -117,8 +60,8 @@ func TestIdleAutoDestroy(t *testing.T) {
 		t.Error("Keep running shown before the countdown")
 	}
 
-	clk.advance(t, 2*time.Minute)
-	clk.settle(t)
+	advance(t, clk, 2*time.Minute)
+	clk.WaitForSleeper(t)
 	if got := text(v.Idle); got != fmt.Sprintf("No jobs for 6m: instance %d will be destroyed in 4:00.", id) {
 		t.Errorf("countdown: %q", got)
 	}
@@ -130,10 +73,10 @@ func TestIdleAutoDestroy(t *testing.T) {
 		t.Errorf("after Keep running: %q, button shown %v", got, visible(v.KeepIdle))
 	}
 
-	clk.advance(t, 9*time.Minute)
+	advance(t, clk, 9*time.Minute)
 	jobs.ran(clk.Now()) // a job runs with one minute left
-	clk.advance(t, 2*time.Minute)
-	clk.settle(t)
+	advance(t, clk, 2*time.Minute)
+	clk.WaitForSleeper(t)
 	if got := text(v.Idle); got != "Auto-destroy after 10m without jobs (idle for 2m)." {
 		t.Errorf("after a job: %q", got)
 	}
@@ -145,12 +88,12 @@ func TestIdleAutoDestroy(t *testing.T) {
 	}
 
 	// Nothing more happens: eight minutes later it goes.
-	clk.advance(t, 7*time.Minute)
-	clk.settle(t)
+	advance(t, clk, 7*time.Minute)
+	clk.WaitForSleeper(t)
 	if w.fake.Destroyed(id) {
 		t.Fatal("destroyed a minute early")
 	}
-	clk.advance(t, time.Minute)
+	advance(t, clk, time.Minute)
 	waitFor(t, "the idle destroy", func() bool { return strings.HasPrefix(v.Idle.Text, "Destroyed instance") })
 	if got, want := text(v.Idle), fmt.Sprintf("Destroyed instance %d after 10m without jobs; billing has stopped.", id); got != want {
 		t.Errorf("idle line %q, want %q", got, want)
@@ -168,12 +111,12 @@ func TestIdleAutoDestroy(t *testing.T) {
 }
 
 func TestIdleOffWithoutIdleTime(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC))
 	w := newWorld(t, func(d *Deps) { d.Clock = clk })
 	w.search(t, "RTX 4090", "50", "0.5")
 	w.rent(t, 0, true)
 	waitFor(t, "a poll after the rent", func() bool { return strings.HasSuffix(w.v.Instance.Text, "running") })
-	if n := clk.sleepers(); n != 0 {
+	if n := clk.Sleepers(); n != 0 {
 		t.Fatalf("%d idle watchers run with IdleDestroy 0", n)
 	}
 	if got := text(w.v.Idle); got != "" {

@@ -304,14 +304,7 @@ func (v *View) addOutput(lines []string) {
 
 // toggleTunnel connects or disconnects (UI goroutine).
 func (v *View) toggleTunnel() {
-	v.mu.Lock()
-	tr := v.tun
-	if tr != nil {
-		tr.stopping = true
-	}
-	v.mu.Unlock()
-	if tr != nil {
-		tr.cancel()
+	if tr := v.cancelTunnel(); tr != nil {
 		v.Tunnel.SetText("Tunnel: disconnecting…")
 		v.updateButtons()
 		return
@@ -400,6 +393,14 @@ func (v *View) startTunnel() {
 // stopTunnel closes the tunnel and waits until it is down (not on the UI
 // goroutine).
 func (v *View) stopTunnel() {
+	if tr := v.cancelTunnel(); tr != nil {
+		<-tr.done
+	}
+}
+
+// cancelTunnel tells the running tunnel, if any, to close as asked (not
+// lost) and returns it; its done closes once it is down.
+func (v *View) cancelTunnel() *tunnelRun {
 	v.mu.Lock()
 	tr := v.tun
 	if tr != nil {
@@ -408,8 +409,8 @@ func (v *View) stopTunnel() {
 	v.mu.Unlock()
 	if tr != nil {
 		tr.cancel()
-		<-tr.done
 	}
+	return tr
 }
 
 const tunnelIdleText = "Tunnel: not connected."

@@ -6,6 +6,7 @@ package nntest
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -140,4 +141,20 @@ func ExpectClose(t testing.TB, what string, got, want runtime.Tensor, tol float6
 	if maxAbs > tol {
 		t.Errorf("%s: max|Δ| = %g exceeds %g", what, maxAbs, tol)
 	}
+}
+
+// RandomF32 is an F32 tensor named name of the given shape holding normal
+// random values times scale, drawn from r: made-up weights (a LoRA, an
+// adapter) that tests load through the real file format.
+func RandomF32(r *rand.Rand, name string, scale float64, shape ...int64) safetensors.Named {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(scale * r.NormFloat64())
+	}
+	raw, _ := safetensors.EncodeFloat32(safetensors.F32, v) // F32 takes every float32
+	return safetensors.Named{Name: name, DType: safetensors.F32, Shape: shape, Data: raw}
 }
