@@ -2,6 +2,8 @@ package ui
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"image"
 	"image/color"
 	"image/png"
@@ -20,6 +22,7 @@ import (
 	"github.com/pixery/pixery/app/enginetest"
 	"github.com/pixery/pixery/app/gallery"
 	"github.com/pixery/pixery/app/settings"
+	"github.com/pixery/pixery/engine/sdxl/ipadapter/ipadaptertest"
 	"github.com/pixery/pixery/remote"
 	"github.com/pixery/pixery/remote/sshx"
 )
@@ -108,6 +111,7 @@ func TestWindowEndToEnd(t *testing.T) {
 		enginetest.Model{ID: "tiny"},
 		enginetest.Model{ID: "tall", Steps: 4, Width: 128, Height: 192, CFG: 6, QualityTags: []string{"newest", "absurdres"}, Notes: "tall notes"},
 	)
+	ipadaptertest.WriteTiny(t, models)
 	srv := enginetest.Start(t, models)
 	cfgDir, s := userSettings(t, srv.URL, srv.Token)
 	u := window(t, cfgDir)
@@ -196,6 +200,23 @@ func TestWindowEndToEnd(t *testing.T) {
 	}
 	if req.IPAdapter == nil || !bytes.Equal(req.IPAdapter.Image, want) || req.IPAdapter.Scale <= 0 {
 		t.Fatalf("request after the drop carries %+v", req.IPAdapter)
+	}
+	// The job runs with it: the saved image's metadata names the reference
+	// by its SHA-256, with the adapter and the scale.
+	test.Tap(u.Generate.GenerateButton)
+	waitFor(t, "the image made with the reference", func() bool {
+		var err error
+		items, err = u.Store.Search(t.Context(), gallery.Query{})
+		return err == nil && len(items) == 2
+	})
+	sum := sha256.Sum256(want)
+	withRef := items[0]
+	if withRef.ID == it.ID {
+		withRef = items[1]
+	}
+	if withRef.RefSHA256 != hex.EncodeToString(sum[:]) || withRef.IPAdapter != ipadaptertest.AdapterName || withRef.RefScale != req.IPAdapter.Scale {
+		t.Fatalf("image made with the reference records ref %q adapter %q scale %v; want %x, %s, %v",
+			withRef.RefSHA256, withRef.IPAdapter, withRef.RefScale, sum, ipadaptertest.AdapterName, req.IPAdapter.Scale)
 	}
 
 	// "Use as reference" from the gallery does the same with the image.

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"image"
 	"image/color"
 	"image/png"
@@ -20,6 +22,7 @@ import (
 	"github.com/pixery/pixery/app/settings"
 	"github.com/pixery/pixery/engine/api"
 	"github.com/pixery/pixery/engine/pngmeta"
+	"github.com/pixery/pixery/engine/sdxl/ipadapter/ipadaptertest"
 	"github.com/pixery/pixery/engine/sdxl/lora/loratest"
 )
 
@@ -498,5 +501,27 @@ func TestGenerateWithLoRA(t *testing.T) {
 	}
 	if same {
 		t.Error("the LoRA changed nothing in the image")
+	}
+}
+
+// --ref sends a reference image through the engine's IP-Adapter: the image's
+// recipe names the adapter, the scale and the reference's SHA-256.
+func TestGenerateWithReference(t *testing.T) {
+	env := newAppEnv(t)
+	ipadaptertest.WriteTiny(t, env.models)
+	if err := env.srv.Service.Rescan(); err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(t.TempDir(), "ref.png")
+	writePNG(t, ref, 96, 64)
+	code, stdout, stderr := pixery(t, "", "generate", "--config", env.config, "-q", "-p", "1girl", "-m", "tiny", "--steps", "2", "--size", "64x64", "--ref", ref, "--ref-scale", "0.7")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	md, _ := readRecipe(t, strings.TrimSpace(stdout))
+	sum := sha256.Sum256(mustRead(t, ref))
+	ip := md.Recipe.IPAdapter
+	if ip == nil || ip.Adapter != ipadaptertest.AdapterName || ip.Scale != 0.7 || ip.ImageSHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("recipe ip_adapter %+v; want %s at 0.7 with sha256 %x", ip, ipadaptertest.AdapterName, sum)
 	}
 }

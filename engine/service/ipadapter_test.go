@@ -8,62 +8,15 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/pixery/pixery/engine/api"
-	"github.com/pixery/pixery/engine/nn/nntest"
-	"github.com/pixery/pixery/engine/safetensors"
-	"github.com/pixery/pixery/engine/sdxl"
-	"github.com/pixery/pixery/engine/sdxl/unet"
+	"github.com/pixery/pixery/engine/sdxl/ipadapter/ipadaptertest"
 	"github.com/pixery/pixery/engine/server"
 )
 
-// addAdapter puts a random plain IP-Adapter sized for the tiny pipeline
-// UNet, and the golden tiny CLIP vision encoder, into the models folder as
-// users lay them out.
-func addAdapter(t *testing.T, dir string) {
-	t.Helper()
-	cfg, err := sdxl.LoadConfigDir(nntest.Golden(t, "pipeline/configs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := unet.New(cfg.UNet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	tensor := func(name string, scale float64, shape ...int64) safetensors.Named {
-		return nntest.RandomF32(r, name, scale, shape...)
-	}
-	ctx := cfg.UNet.ContextDim
-	ts := []safetensors.Named{
-		tensor("image_proj.proj.weight", 0.3, 4*ctx, 24),
-		tensor("image_proj.proj.bias", 0.1, 4*ctx),
-		tensor("image_proj.norm.weight", 0.1, ctx),
-		tensor("image_proj.norm.bias", 0.1, ctx),
-	}
-	for j, a := range u.CrossAttentions() {
-		n := 2*j + 1
-		ts = append(ts, tensor("ip_adapter."+strconv.Itoa(n)+".to_k_ip.weight", 0.5, a.ToK.Out, ctx), tensor("ip_adapter."+strconv.Itoa(n)+".to_v_ip.weight", 0.5, a.ToV.Out, ctx))
-	}
-	ipdir := filepath.Join(dir, "ip-adapters")
-	encdir := filepath.Join(ipdir, "image_encoders", "tiny")
-	os.MkdirAll(encdir, 0o755)
-	if err := safetensors.WriteFile(filepath.Join(ipdir, "tiny-plain.safetensors"), ts, nil); err != nil {
-		t.Fatal(err)
-	}
-	for src, dst := range map[string]string{"ipadapter/image-encoder-tiny.safetensors": "model.safetensors", "ipadapter/image-encoder-tiny-config.json": "config.json"} {
-		data, err := os.ReadFile(nntest.Golden(t, src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(encdir, dst), data, 0o644)
-	}
-}
+// addAdapter puts the tiny test IP-Adapter and its encoder into dir.
+func addAdapter(t *testing.T, dir string) { ipadaptertest.WriteTiny(t, dir) }
 
 func referencePNG(t *testing.T) []byte {
 	img := image.NewRGBA(image.Rect(0, 0, 300, 200))
