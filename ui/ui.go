@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type Config struct {
 	// Remote configures the GPU panel's Manager; its SSH prompts are
 	// replaced by the panel's dialogs.
 	Remote remote.Config
+	// Do runs widget changes made from background goroutines on the UI
+	// goroutine; nil means fyne.Do. Tests pass a queue their own goroutine
+	// runs (galleryview.UIQueue), as the real event loop would.
+	Do func(func())
 	// HealthInterval is how often the status bar asks the engine [10 s].
 	HealthInterval time.Duration
 	// Logf receives what the user does not need to see (default: log).
@@ -75,6 +80,9 @@ type UI struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	dialogs     *gpupanel.Dialogs
+	// sticky are the start-up notices (a broken settings file) that the
+	// engine's own notices must not hide.
+	sticky []string
 
 	mu     sync.Mutex
 	engine engine.Engine
@@ -89,6 +97,9 @@ type UI struct {
 func New(a fyne.App, cfg Config) (*UI, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
+	}
+	if cfg.Do == nil {
+		cfg.Do = fyne.Do
 	}
 	if cfg.HealthInterval == 0 {
 		cfg.HealthInterval = 10 * time.Second
@@ -147,10 +158,12 @@ func New(a fyne.App, cfg Config) (*UI, error) {
 		Engine:   u.Engine,
 		Queue:    u.Queue,
 		OnImages: func(items []gallery.Item) { u.Gallery.Added(items) },
+		Do:       cfg.Do,
 	})
 	u.Gallery = galleryview.New(galleryview.Deps{
 		Window: u.Window,
 		Store:  u.Store,
+		Do:     cfg.Do,
 		OnReuse: func(r gallery.Request) {
 			u.Generate.Apply(r)
 			u.Tabs.Select(u.GenerateTab)
@@ -196,7 +209,8 @@ func New(a fyne.App, cfg Config) (*UI, error) {
 	})
 
 	u.Generate.SetState(s.Last)
-	u.setNotice(notices...)
+	u.sticky = notices
+	u.setNotice()
 	u.switchEngine()
 	u.start()
 	return u, nil
@@ -225,7 +239,7 @@ func (u *UI) loadTags() {
 		}
 		idx = append(idx, ix)
 	}
-	fyne.Do(func() { u.Generate.SetTags(&tags.Completer{Indexes: idx}) })
+	u.do(func() { u.Generate.SetTags(&tags.Completer{Indexes: idx}) })
 }
 
 // Engine returns the engine jobs go to now (nil while a local engine
@@ -254,7 +268,7 @@ func (u *UI) switchEngine() {
 		u.Status.SetText("Starting the local engine…")
 		go func() {
 			e, err := engine.Local(engine.LocalConfig{ModelsDir: s.ModelsDir, Provider: s.Provider, ORTLib: s.ORTLib, Logf: u.cfg.Logf})
-			fyne.Do(func() {
+			u.do(func() {
 				if err != nil {
 					u.Status.SetText("Local engine: not running")
 					u.setNotice("Local engine: " + err.Error())
@@ -269,6 +283,9 @@ func (u *UI) switchEngine() {
 	}
 	u.useEngine(gen, engine.Remote(s.ServerURL, s.Token))
 }
+
+// do runs f on the UI goroutine (Config.Do).
+func (u *UI) do(f func()) { u.cfg.Do(f) }
 
 // useEngine installs e unless another switch happened since gen.
 func (u *UI) useEngine(gen int, e engine.Engine) bool {
@@ -315,7 +332,7 @@ func (u *UI) checkHealth() {
 	if u.ctx.Err() != nil {
 		return
 	}
-	fyne.Do(func() {
+	u.do(func() {
 		if u.Engine() != e {
 			return
 		}
@@ -349,9 +366,11 @@ func unreachableHint(s *settings.Settings, err error) string {
 	return fmt.Sprintf("No engine answers at %s (%v). Rent and deploy one in the GPU tab, start `pixery-engine serve`, or change the Server URL in Settings.", s.ServerURL, err)
 }
 
+// setNotice shows lines under the status bar, after the start-up notices
+// (a settings file moved aside), which stay until settings are saved.
 func (u *UI) setNotice(lines ...string) {
 	text := ""
-	for _, l := range lines {
+	for _, l := range append(slices.Clone(u.sticky), lines...) {
 		if l == "" {
 			continue
 		}
@@ -478,6 +497,8 @@ func (u *UI) ApplySettings(s *settings.Settings) error {
 	}
 	old := u.Settings
 	u.Settings = s
+	u.sticky = nil
+	u.setNotice()
 	if s.GalleryDir != old.GalleryDir {
 		u.setNotice("The gallery folder changes at the next start of pixery.")
 	}

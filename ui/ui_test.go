@@ -25,16 +25,21 @@ import (
 	"github.com/pixery/pixery/engine/sdxl/ipadapter/ipadaptertest"
 	"github.com/pixery/pixery/remote"
 	"github.com/pixery/pixery/remote/sshx"
+	"github.com/pixery/pixery/ui/galleryview"
 )
 
 // window builds the whole window over a settings folder, with every other
 // folder in the test's temporary space and the GPU panel pointed at a Vast
 // API that does not exist (nothing here rents).
-func window(t *testing.T, cfgDir string) *UI {
+func window(t *testing.T, cfgDir string) (*UI, *galleryview.UIQueue) {
 	t.Helper()
 	a := test.NewTempApp(t)
 	tmp := t.TempDir()
+	// The test's goroutine plays the event loop: background results wait
+	// in q until waitFor (or settle) runs them.
+	q := &galleryview.UIQueue{}
 	u, err := New(a, Config{
+		Do:          q.Do,
 		SettingsDir: cfgDir,
 		StateDir:    filepath.Join(tmp, "state"),
 		CacheDir:    filepath.Join(tmp, "cache"),
@@ -52,7 +57,7 @@ func window(t *testing.T, cfgDir string) *UI {
 	}
 	t.Cleanup(u.Close)
 	u.Window.Resize(fyne.NewSize(1280, 840))
-	return u
+	return u, q
 }
 
 // userSettings writes settings that point at srvURL, with the gallery in
@@ -70,11 +75,12 @@ func userSettings(t *testing.T, srvURL, token string) (dir string, s *settings.S
 	return dir, s
 }
 
-// waitFor polls cond until it holds; the guard turns a hang into a failure.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor runs the queued UI work and polls cond until it holds; the guard
+// turns a hang into a failure.
+func waitFor(t *testing.T, q *galleryview.UIQueue, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
+	for q.Run(); !cond(); q.Run() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
@@ -114,9 +120,9 @@ func TestWindowEndToEnd(t *testing.T) {
 	ipadaptertest.WriteTiny(t, models)
 	srv := enginetest.Start(t, models)
 	cfgDir, s := userSettings(t, srv.URL, srv.Token)
-	u := window(t, cfgDir)
+	u, q := window(t, cfgDir)
 
-	waitFor(t, "the engine's models in the picker", func() bool {
+	waitFor(t, q, "the engine's models in the picker", func() bool {
 		return optionWith(u.Generate.Model, "tiny") != "" && optionWith(u.Generate.Model, "tall") != ""
 	})
 	if !strings.Contains(u.Status.Text, srv.URL) {
@@ -145,7 +151,7 @@ func TestWindowEndToEnd(t *testing.T) {
 	u.Generate.Seed.SetText("4242")
 	test.Tap(u.Generate.GenerateButton)
 	var items []gallery.Item
-	waitFor(t, "the generated image in the gallery", func() bool {
+	waitFor(t, q, "the generated image in the gallery", func() bool {
 		var err error
 		items, err = u.Store.Search(t.Context(), gallery.Query{})
 		return err == nil && len(items) == 1
@@ -160,23 +166,23 @@ func TestWindowEndToEnd(t *testing.T) {
 
 	// The gallery tab finds it by a word of its prompt and not by another.
 	u.Tabs.Select(u.GalleryTab)
-	waitFor(t, "the gallery grid to show the image", func() bool { return u.Gallery.Grid.Length() == 1 })
+	waitFor(t, q, "the gallery grid to show the image", func() bool { return u.Gallery.Grid.Length() == 1 })
 	test.Type(u.Gallery.Search, "ribbon")
-	waitFor(t, "search results", func() bool {
+	waitFor(t, q, "search results", func() bool {
 		u.Gallery.WaitIdle(time.Second)
 		return strings.HasPrefix(u.Gallery.CountLabel.Text, "1 ")
 	})
 	u.Gallery.Search.SetText("ribbon -red")
-	waitFor(t, "an empty search", func() bool { u.Gallery.WaitIdle(time.Second); return u.Gallery.Grid.Length() == 0 })
+	waitFor(t, q, "an empty search", func() bool { q.Settle(u.Gallery, time.Minute); return u.Gallery.Grid.Length() == 0 })
 	u.Gallery.Search.SetText("ribbon")
-	waitFor(t, "search results again", func() bool { u.Gallery.WaitIdle(time.Second); return u.Gallery.Grid.Length() == 1 })
+	waitFor(t, q, "search results again", func() bool { q.Settle(u.Gallery, time.Minute); return u.Gallery.Grid.Length() == 1 })
 
 	// Reuse all settings: the form takes the image's prompt and seed, and
 	// the window goes to the Generate tab.
 	u.Generate.Prompt.SetText("something else")
 	u.Generate.Seed.SetText("1")
 	u.Gallery.Grid.Select(0)
-	waitFor(t, "the detail panel", func() bool { return strings.Contains(u.Gallery.Detail.Metadata.Text, "red ribbon") })
+	waitFor(t, q, "the detail panel", func() bool { return strings.Contains(u.Gallery.Detail.Metadata.Text, "red ribbon") })
 	test.Tap(u.Gallery.Detail.ReuseAll)
 	if u.Tabs.Selected() != u.GenerateTab {
 		t.Error("reuse did not bring the Generate tab forward")
@@ -204,7 +210,7 @@ func TestWindowEndToEnd(t *testing.T) {
 	// The job runs with it: the saved image's metadata names the reference
 	// by its SHA-256, with the adapter and the scale.
 	test.Tap(u.Generate.GenerateButton)
-	waitFor(t, "the image made with the reference", func() bool {
+	waitFor(t, q, "the image made with the reference", func() bool {
 		var err error
 		items, err = u.Store.Search(t.Context(), gallery.Query{})
 		return err == nil && len(items) == 2
@@ -247,8 +253,8 @@ func TestWindowEndToEnd(t *testing.T) {
 // engine, and the models of the new engine fill the picker.
 func TestSettingsSwitchEngine(t *testing.T) {
 	cfgDir, _ := userSettings(t, "http://127.0.0.1:9", "")
-	u := window(t, cfgDir)
-	waitFor(t, "the unreachable engine noticed", func() bool { return strings.Contains(u.Status.Text, "unreachable") })
+	u, q := window(t, cfgDir)
+	waitFor(t, q, "the unreachable engine noticed", func() bool { return strings.Contains(u.Status.Text, "unreachable") })
 	if !strings.Contains(u.Notice.Text, "No engine answers at http://127.0.0.1:9") {
 		t.Errorf("notice %q does not say what to do", u.Notice.Text)
 	}
@@ -268,8 +274,8 @@ func TestSettingsSwitchEngine(t *testing.T) {
 	if err := u.ApplySettings(good); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new engine's models", func() bool { return optionWith(u.Generate.Model, "tiny") != "" })
-	waitFor(t, "the new engine in the status bar", func() bool {
+	waitFor(t, q, "the new engine's models", func() bool { return optionWith(u.Generate.Model, "tiny") != "" })
+	waitFor(t, q, "the new engine in the status bar", func() bool {
 		return strings.Contains(u.Status.Text, srv.URL) && !strings.Contains(u.Status.Text, "unreachable")
 	})
 	saved, err := settings.Load(cfgDir)
@@ -289,8 +295,11 @@ func TestBrokenSettingsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_PICTURES_DIR", t.TempDir())
-	u := window(t, cfgDir)
-	if !strings.Contains(u.Notice.Text, settings.SettingsFile) || !u.Notice.Visible() {
+	u, q := window(t, cfgDir)
+	// The engine's own notice (none answers at the default URL) comes on
+	// top of it, not instead.
+	waitFor(t, q, "the health check", func() bool { return strings.Contains(u.Status.Text, "unreachable") })
+	if !strings.Contains(u.Notice.Text, settings.SettingsFile) || !strings.Contains(u.Notice.Text, "No engine answers") || !u.Notice.Visible() {
 		t.Errorf("notice %q does not name the broken file", u.Notice.Text)
 	}
 	matches, _ := filepath.Glob(filepath.Join(cfgDir, settings.SettingsFile+".bad-*"))
@@ -303,7 +312,7 @@ func TestBrokenSettingsFile(t *testing.T) {
 // the form.
 func TestQuitWithoutBilling(t *testing.T) {
 	cfgDir, _ := userSettings(t, "http://127.0.0.1:9", "")
-	u := window(t, cfgDir)
+	u, _ := window(t, cfgDir)
 	u.Generate.Prompt.SetText("kept across runs")
 	u.requestQuit()
 	s, err := settings.Load(cfgDir)

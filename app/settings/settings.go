@@ -43,7 +43,7 @@ const DefaultServerURL = "http://localhost:8000"
 const (
 	SeedRandom    = "random"    // a new random seed for every job
 	SeedFixed     = "fixed"     // Form.Seed every time
-	SeedIncrement = "increment" // Form.Seed, then one more for each job
+	SeedIncrement = "increment" // Form.Seed, then on by the batch size after each job (image k of a batch already uses Seed+k)
 )
 
 // Settings are the user's settings. Token and VastKey are secrets: they are

@@ -51,6 +51,9 @@ type hostKeyChecker struct {
 	prompt HostKeyPrompt
 	known  []knownhosts.KnownKey
 	err    error // the refusal, kept for classify
+	// waiting, when set, is told when a prompt starts (true) and ends
+	// (false): the time a person takes to answer is not the handshake's.
+	waiting func(bool)
 }
 
 // hostName is the known_hosts name of a target.
@@ -153,7 +156,13 @@ func (hk *hostKeyChecker) verify(remote net.Addr, key ssh.PublicKey) error {
 	if hk.prompt == nil {
 		return fmt.Errorf("%w: %s is not in %s and nothing can ask whether to trust it (key %s %s)", ErrHostKeyUnknown, display, hk.file, key.Type(), fp)
 	}
+	if hk.waiting != nil {
+		hk.waiting(true)
+	}
 	ok, err := hk.prompt(display, key, fp)
+	if hk.waiting != nil {
+		hk.waiting(false)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s (%s): %v", ErrHostKeyUnknown, display, fp, err)
 	}

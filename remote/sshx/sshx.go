@@ -201,6 +201,13 @@ func Dial(ctx context.Context, target Target, o Options) (*Client, error) {
 	// The handshake has no context of its own: a deadline bounds it, and
 	// a cancelled context closes the connection.
 	_ = conn.SetDeadline(time.Now().Add(timeout))
+	hk.waiting = func(prompting bool) {
+		if prompting {
+			_ = conn.SetDeadline(time.Time{})
+		} else {
+			_ = conn.SetDeadline(time.Now().Add(timeout))
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, hk.name, cfg)
 	stop()

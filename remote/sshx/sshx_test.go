@@ -371,3 +371,27 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// The time a person takes to answer the host-key question is not counted
+// against the handshake's timeout: an answer after Timeout still connects.
+func TestSlowHostKeyAnswer(t *testing.T) {
+	home := sshdtest.Home(t)
+	srv := sshdtest.Start(t, sshdtest.Options{})
+	key := sshdtest.NewKey(t, filepath.Join(home, ".ssh", "id_ed25519"), "")
+	srv.Authorize(key.Public)
+	opts := sshx.Options{
+		Timeout: 300 * time.Millisecond,
+		ConfirmHostKey: func(string, ssh.PublicKey, string) (bool, error) {
+			time.Sleep(time.Second)
+			return true, nil
+		},
+	}
+	c, err := sshx.Dial(context.Background(), target(srv), opts)
+	if err != nil {
+		t.Fatalf("a host key trusted after 1 s with a 300 ms handshake timeout: %v", err)
+	}
+	defer c.Close()
+	if got := run(t, c, "echo slow"); got != "slow\n" {
+		t.Fatalf("echo: %q", got)
+	}
+}

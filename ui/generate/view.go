@@ -45,6 +45,11 @@ type Deps struct {
 	// OnImages is called on the UI goroutine with the images of a job as
 	// they are saved into the gallery, so the gallery can refresh.
 	OnImages func(items []gallery.Item)
+	// Do runs a widget change on the UI goroutine; nil means fyne.Do. A
+	// test whose own goroutine plays the event loop passes a queue it runs
+	// (galleryview.UIQueue), so that background results never change
+	// widgets while the test reads them.
+	Do func(func())
 }
 
 // View is the Generate tab. Its widgets are exported so that the top level
@@ -170,9 +175,13 @@ func (v *View) Close() {
 	}
 }
 
-// do runs f on the UI goroutine; see View.ui.
+// do runs f on the UI goroutine (through Deps.Do when set); see View.ui.
 func (v *View) do(f func()) {
-	fyne.Do(func() {
+	run := fyne.Do
+	if v.d.Do != nil {
+		run = v.d.Do
+	}
+	run(func() {
 		v.ui.Lock()
 		defer v.ui.Unlock()
 		f()
