@@ -32,5 +32,6 @@ func (u *UI) newGPUPanel() (*gpupanel.View, error) {
 		OnConnected: u.connectTunnel,
 		IdleDestroy: time.Duration(u.Settings.IdleDestroyMinutes) * time.Minute,
 		Activity:    u.lastActivity,
+		Do:          u.cfg.Do,
 	}), nil
 }

@@ -67,6 +67,10 @@ type Deps struct {
 	HealthTimeout time.Duration
 	// Clock drives the idle countdown (nil = the wall clock).
 	Clock remote.Clock
+	// Do runs the panel's widget changes on the UI goroutine; nil means
+	// fyne.Do. A test whose goroutine plays the event loop passes a queue
+	// it runs (galleryview.UIQueue).
+	Do func(func())
 }
 
 // View is the GPU tab. Its widgets are exported so that tests (and the
@@ -328,9 +332,14 @@ func runUI(f func()) {
 	})
 }
 
-// ui is runUI for the view: nothing happens once it is closed.
+// ui is runUI for the view (through Deps.Do when set): nothing happens
+// once it is closed.
 func (v *View) ui(f func()) {
-	runUI(func() {
+	run := runUI
+	if v.d.Do != nil {
+		run = v.d.Do
+	}
+	run(func() {
 		v.mu.Lock()
 		closed := v.closed
 		v.mu.Unlock()
