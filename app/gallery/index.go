@@ -589,3 +589,52 @@ func (s *Store) Count(ctx context.Context, q Query) (int, error) {
 	}
 	return n, nil
 }
+
+// Facets are the distinct models and pixel sizes of the indexed images, for
+// a UI's filter choices.
+type Facets struct {
+	// Models are the model names, sorted.
+	Models []string
+	// Sizes are the [width, height] pairs, sorted by width then height.
+	Sizes [][2]int
+}
+
+// Facets lists the models and sizes present in the index, with two
+// DISTINCT queries rather than reading every row.
+func (s *Store) Facets(ctx context.Context) (Facets, error) {
+	var f Facets
+	if err := s.check(ctx); err != nil {
+		return f, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT model FROM items WHERE model != '' ORDER BY model`)
+	if err != nil {
+		return f, fmt.Errorf("gallery: list models: %w", err)
+	}
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			rows.Close()
+			return f, fmt.Errorf("gallery: list models: %w", err)
+		}
+		f.Models = append(f.Models, m)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return f, fmt.Errorf("gallery: list models: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT DISTINCT width, height FROM items WHERE width > 0 AND height > 0 ORDER BY width, height`)
+	if err != nil {
+		return f, fmt.Errorf("gallery: list sizes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var wh [2]int
+		if err := rows.Scan(&wh[0], &wh[1]); err != nil {
+			return f, fmt.Errorf("gallery: list sizes: %w", err)
+		}
+		f.Sizes = append(f.Sizes, wh)
+	}
+	if err := rows.Err(); err != nil {
+		return f, fmt.Errorf("gallery: list sizes: %w", err)
+	}
+	return f, nil
+}

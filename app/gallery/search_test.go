@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -229,4 +230,59 @@ func TestFTS5Available(t *testing.T) {
 	var version string
 	s.db.QueryRow("SELECT sqlite_version()").Scan(&version)
 	t.Logf("SQLite %s, FTS5 compiled in", version)
+}
+
+// Facets lists exactly the distinct models and sizes of the indexed images,
+// sorted, and follows a deletion.
+func TestFacets(t *testing.T) {
+	s, dir, _ := openStore(t)
+	ctx := context.Background()
+	gen := writeSearchGallery(t, dir)
+	if _, err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	models, sizes := map[string]bool{}, map[[2]int]bool{}
+	for _, g := range gen {
+		if g.model != "" {
+			models[g.model] = true
+		}
+		sizes[[2]int{g.width, g.height}] = true
+	}
+	f, err := s.Facets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantModels := slices.Sorted(maps.Keys(models))
+	if !slices.Equal(f.Models, wantModels) {
+		t.Errorf("models %q, want %q", f.Models, wantModels)
+	}
+	if len(f.Sizes) != len(sizes) || !slices.IsSortedFunc(f.Sizes, func(a, b [2]int) int {
+		if a[0] != b[0] {
+			return a[0] - b[0]
+		}
+		return a[1] - b[1]
+	}) {
+		t.Errorf("sizes %v, want the %d of %v sorted", f.Sizes, len(sizes), sizes)
+	}
+	for _, wh := range f.Sizes {
+		if !sizes[wh] {
+			t.Errorf("size %v is not in the gallery", wh)
+		}
+	}
+	// Deleting every image of one model drops it from the list.
+	gone := wantModels[0]
+	for _, g := range gen {
+		if g.model == gone {
+			if err := s.Delete(ctx, g.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f, err = s.Facets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(f.Models, gone) || len(f.Models) != len(wantModels)-1 {
+		t.Errorf("after deleting %s: models %q", gone, f.Models)
+	}
 }

@@ -50,8 +50,6 @@ const (
 	searchDelay = 150 * time.Millisecond
 	// cellImageSize is the side of a grid cell's image area.
 	cellImageSize = 150
-	// facetPage is the page size of the scan that lists models and sizes.
-	facetPage = 1000
 )
 
 // Filter choices shown in the Selects.
@@ -1375,24 +1373,17 @@ func (v *View) loadFacets() {
 	v.facetSeq++
 	seq := v.facetSeq
 	v.mu.Unlock()
+	f, err := v.d.Store.Facets(v.ctx)
+	if err != nil {
+		v.failed("Listing the gallery's models", err)
+		return
+	}
 	models, sizes := map[string]bool{}, map[string]bool{}
-	for off := 0; ; off += facetPage {
-		items, err := v.d.Store.Search(v.ctx, gallery.Query{Limit: facetPage, Offset: off, Order: gallery.Oldest})
-		if err != nil {
-			v.failed("Listing the gallery's models", err)
-			return
-		}
-		for _, it := range items {
-			if it.Model != "" {
-				models[it.Model] = true
-			}
-			if it.Width > 0 && it.Height > 0 {
-				sizes[sizeText(it.Width, it.Height)] = true
-			}
-		}
-		if len(items) < facetPage {
-			break
-		}
+	for _, m := range f.Models {
+		models[m] = true
+	}
+	for _, wh := range f.Sizes {
+		sizes[sizeText(wh[0], wh[1])] = true
 	}
 	v.mu.Lock()
 	if seq != v.facetSeq {
