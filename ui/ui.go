@@ -131,6 +131,7 @@ func New(a fyne.App, cfg Config) (*UI, error) {
 	if err != nil {
 		notices = append(notices, err.Error())
 	}
+	notices = append(notices, s.Warnings...)
 	u.Settings = s
 
 	u.Store, err = gallery.Open(s.GalleryDir, cfg.CacheDir)
@@ -499,8 +500,17 @@ func (u *UI) ApplySettings(s *settings.Settings) error {
 	u.Settings = s
 	u.sticky = nil
 	u.setNotice()
+	var later []string
 	if s.GalleryDir != old.GalleryDir {
-		u.setNotice("The gallery folder changes at the next start of pixery.")
+		later = append(later, "the gallery folder")
+	}
+	if s.VastKey != old.VastKey || s.SSHKey != old.SSHKey || s.IdleDestroyMinutes != old.IdleDestroyMinutes {
+		later = append(later, "the GPU tab's keys and idle time")
+	}
+	if len(later) > 0 {
+		// The gallery index and the rental manager are open for the whole
+		// run (a tunnel may be up); they take new settings at the next start.
+		u.setNotice("Saved. New values for " + strings.Join(later, " and ") + " take effect at the next start of pixery.")
 	}
 	if s.Mode != old.Mode || s.ServerURL != old.ServerURL || s.Token != old.Token ||
 		s.Mode == settings.ModeLocal && (s.ModelsDir != old.ModelsDir || s.Provider != old.Provider || s.ORTLib != old.ORTLib) {
