@@ -1,11 +1,8 @@
 package sdxl
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -19,38 +16,14 @@ import (
 	"github.com/pixery/pixery/engine/safetensors"
 )
 
-type row struct {
-	name  string
-	shape []int64
-	comp  string
-}
+// row is one tensor of a header-only checkpoint.
+type row = nntest.Row
 
 // keyRows reads testdata/sdxl/checkpoint-keys.tsv: the 2,515 tensors of
 // sd_xl_base_1.0.safetensors.
 func keyRows(t *testing.T) []row {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nntest.Root(t), "testdata", "sdxl", "checkpoint-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []row
-	sc := bufio.NewScanner(f)
-	sc.Scan() // header
-	for sc.Scan() {
-		cols := strings.Split(sc.Text(), "\t")
-		var shape []int64
-		if cols[1] != "scalar" {
-			for _, d := range strings.Split(cols[1], "x") {
-				n, err := strconv.ParseInt(d, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				shape = append(shape, n)
-			}
-		}
-		rows = append(rows, row{cols[0], shape, cols[2]})
-	}
+	rows := nntest.SDXLKeys(t)
 	if len(rows) != 2515 {
 		t.Fatalf("%d rows, want 2515", len(rows))
 	}
@@ -61,48 +34,16 @@ func keyRows(t *testing.T) []row {
 // hole, so a 6.9 GB file takes no disk.
 func writeSparse(t *testing.T, rows []row) string {
 	t.Helper()
-	header := map[string]any{}
-	var off int64
-	for _, r := range rows {
-		n := int64(2)
-		for _, d := range r.shape {
-			n *= d
-		}
-		shape := r.shape
-		if shape == nil {
-			shape = []int64{}
-		}
-		header[r.name] = map[string]any{"dtype": "F16", "shape": shape, "data_offsets": []int64{off, off + n}}
-		off += n
-	}
-	js, err := json.Marshal(header)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
 	p := filepath.Join(t.TempDir(), "sdxl.safetensors")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(js)))
-	f.Write(n[:])
-	f.Write(js)
-	if err := f.Truncate(int64(8+len(js)) + off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	nntest.WriteHeaderOnly(t, p, rows, nil)
 	return p
 }
 
 func TestFullSizeCheckpointBindsEveryKeyOnce(t *testing.T) {
 	rows := keyRows(t)
 	extra := append(slices.Clone(rows),
-		row{"v_pred", nil, ""}, row{"ztsnr", nil, ""},
-		row{"something_else", []int64{1}, ""})
+		row{Name: "v_pred"}, row{Name: "ztsnr"},
+		row{Name: "something_else", Shape: []int64{1}})
 	p := writeSparse(t, extra)
 	c, err := Open(p, Default())
 	if err != nil {
@@ -114,7 +55,7 @@ func TestFullSizeCheckpointBindsEveryKeyOnce(t *testing.T) {
 	}
 	perComp := map[string]int{}
 	for _, r := range rows {
-		perComp[r.comp]++
+		perComp[r.Component]++
 	}
 	for comp, want := range map[Component]int{UNet: 1680, CLIPL: 196, CLIPG: 389, VAE: 248} {
 		if got := info.Components[comp].Tensors; got != want {
@@ -126,12 +67,12 @@ func TestFullSizeCheckpointBindsEveryKeyOnce(t *testing.T) {
 	}
 	bound := 0
 	for _, r := range rows {
-		if c.Weights.Used(r.name) {
+		if c.Weights.Used(r.Name) {
 			bound++
 			continue
 		}
-		if !slices.Contains(knownExtras, r.name) {
-			t.Errorf("%s (%s) not bound", r.name, r.comp)
+		if !slices.Contains(knownExtras, r.Name) {
+			t.Errorf("%s (%s) not bound", r.Name, r.Component)
 		}
 	}
 	if bound != 2515-2 || c.Weights.NumUsed() != bound {
@@ -147,7 +88,7 @@ func TestFullSizeCheckpointBindsEveryKeyOnce(t *testing.T) {
 
 	// A tensor inside a network's namespace that no layer takes means the
 	// sizes do not match the file: refused, and named.
-	_, err = Open(writeSparse(t, append(slices.Clone(rows), row{"model.diffusion_model.mystery.weight", []int64{4}, ""})), Default())
+	_, err = Open(writeSparse(t, append(slices.Clone(rows), row{Name: "model.diffusion_model.mystery.weight", Shape: []int64{4}})), Default())
 	if err == nil || !strings.Contains(err.Error(), "model.diffusion_model.mystery.weight [4]: unexpected tensor") {
 		t.Fatalf("unexpected UNet tensor: %v", err)
 	}
@@ -157,11 +98,11 @@ func TestMissingAndMisshapenTensorsAreNamed(t *testing.T) {
 	rows := keyRows(t)
 	var kept []row
 	for _, r := range rows {
-		switch r.name {
+		switch r.Name {
 		case "model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_k.weight":
 			continue
 		case "first_stage_model.decoder.up.1.block.0.nin_shortcut.weight":
-			r.shape = []int64{256, 512, 3, 3}
+			r.Shape = []int64{256, 512, 3, 3}
 		}
 		kept = append(kept, r)
 	}
@@ -192,7 +133,7 @@ func TestOtherArchitecturesAreRefused(t *testing.T) {
 	for name, tc := range cases {
 		var rows []row
 		for _, k := range tc.keys {
-			rows = append(rows, row{k, []int64{2, 2}, ""})
+			rows = append(rows, row{Name: k, Shape: []int64{2, 2}})
 		}
 		_, err := Open(writeSparse(t, rows), Default())
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "this is "+tc.want+" (") {
@@ -282,8 +223,8 @@ func TestRandomCheckpointIsDeterministicAndBinds(t *testing.T) {
 	}
 	want := map[string]string{}
 	for _, r := range keyRows(t) {
-		if !slices.Contains(knownExtras, r.name) {
-			want[r.name] = strings.Trim(strings.Join(strings.Fields(strings.Trim(fmtShape(r.shape), "[]")), "x"), "")
+		if !slices.Contains(knownExtras, r.Name) {
+			want[r.Name] = strings.Trim(strings.Join(strings.Fields(strings.Trim(fmtShape(r.Shape), "[]")), "x"), "")
 		}
 	}
 	if len(specs) != len(want) {

@@ -1,6 +1,8 @@
 // Package nntest holds helpers shared by the golden tests of the networks:
 // opening checkpoints through the real loading path, reading golden io
-// tensors, running a graph once and comparing with a stated tolerance.
+// tensors, running a graph once and comparing with a stated tolerance, and
+// writing header-only full-size checkpoints (WriteHeaderOnly, SDXLKeys) to
+// check binding without the weights.
 package nntest
 
 import (

@@ -1,15 +1,10 @@
 package clip
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,88 +14,13 @@ import (
 	"github.com/pixery/pixery/engine/safetensors"
 )
 
-// keyRow is one row of testdata/sdxl/checkpoint-keys.tsv.
-type keyRow struct {
-	name      string
-	shape     []int64
-	component string
-}
-
-func readKeyRows(t testing.TB, components ...string) []keyRow {
-	t.Helper()
-	f, err := os.Open(filepath.Join(nntest.Root(t), "testdata", "sdxl", "checkpoint-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []keyRow
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		cols := strings.Split(sc.Text(), "\t")
-		if line == 1 || len(cols) < 3 || !slices.Contains(components, cols[2]) {
-			continue
-		}
-		r := keyRow{name: cols[0], component: cols[2], shape: []int64{}}
-		if cols[1] != "scalar" {
-			for _, d := range strings.Split(cols[1], "x") {
-				n, err := strconv.ParseInt(d, 10, 64)
-				if err != nil {
-					t.Fatalf("checkpoint-keys.tsv:%d: shape %q: %v", line, cols[1], err)
-				}
-				r.shape = append(r.shape, n)
-			}
-		}
-		rows = append(rows, r)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return rows
-}
-
-// writeHeaderOnly writes a safetensors file whose header lists the rows as
-// F16 tensors and whose data section is a hole (a sparse file): the shape
-// of a full-size checkpoint without its 7 GB.
-func writeHeaderOnly(t testing.TB, path string, rows []keyRow) {
-	t.Helper()
-	type entry struct {
-		DType   string  `json:"dtype"`
-		Shape   []int64 `json:"shape"`
-		Offsets []int64 `json:"data_offsets"`
-	}
-	hdr := map[string]entry{}
-	var off int64
-	for _, r := range rows {
-		n := int64(2)
-		for _, d := range r.shape {
-			n *= d
-		}
-		hdr[r.name] = entry{"F16", r.shape, []int64{off, off + n}}
-		off += n
-	}
-	js, err := json.Marshal(hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	buf := binary.LittleEndian.AppendUint64(nil, uint64(len(js)))
-	if err := os.WriteFile(path, append(buf, js...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, int64(8+len(js))+off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fullSizeEncoders binds both SDXL-size encoders to a header-only file made
 // of the clip_l and clip_g rows, plus any extra rows.
-func fullSizeEncoders(t testing.TB, extra ...keyRow) (map[Kind]Encoder, *nn.Weights, []keyRow) {
+func fullSizeEncoders(t testing.TB, extra ...nntest.Row) (map[Kind]Encoder, *nn.Weights, []nntest.Row) {
 	t.Helper()
-	rows := readKeyRows(t, string(L), string(G))
+	rows := nntest.SDXLKeys(t, string(L), string(G))
 	path := filepath.Join(t.TempDir(), "sdxl-header-only.safetensors")
-	writeHeaderOnly(t, path, append(slices.Clone(rows), extra...))
+	nntest.WriteHeaderOnly(t, path, append(slices.Clone(rows), extra...), nil)
 	w := nntest.OpenWeights(t, path)
 	encs := map[Kind]Encoder{}
 	for _, k := range []Kind{L, G} {
@@ -122,26 +42,26 @@ func fullSizeEncoders(t testing.TB, extra ...keyRow) (map[Kind]Encoder, *nn.Weig
 // extras, which stay unbound and are not reported as unknown; a key nobody
 // knows is reported. Then both graphs are built (no session).
 func TestFullSizeStructure(t *testing.T) {
-	bogus := []keyRow{
-		{name: PrefixL + "text_projection.weight", shape: []int64{768, 768}},
-		{name: PrefixG + "transformer.resblocks.32.ln_1.weight", shape: []int64{1280}},
+	bogus := []nntest.Row{
+		{Name: PrefixL + "text_projection.weight", Shape: []int64{768, 768}},
+		{Name: PrefixG + "transformer.resblocks.32.ln_1.weight", Shape: []int64{1280}},
 	}
 	encs, w, rows := fullSizeEncoders(t, bogus...)
 	count := map[string]int{}
 	for _, r := range rows {
-		count[r.component]++
-		tt, _, ok := w.Lookup(r.name)
-		if !ok || !slices.Equal(tt.Shape, r.shape) {
-			t.Fatalf("header-only file lost %s %v", r.name, r.shape)
+		count[r.Component]++
+		tt, _, ok := w.Lookup(r.Name)
+		if !ok || !slices.Equal(tt.Shape, r.Shape) {
+			t.Fatalf("header-only file lost %s %v", r.Name, r.Shape)
 		}
-		if slices.Contains(KnownExtras, r.name) {
-			if w.Used(r.name) {
-				t.Errorf("known extra %s was bound", r.name)
+		if slices.Contains(KnownExtras, r.Name) {
+			if w.Used(r.Name) {
+				t.Errorf("known extra %s was bound", r.Name)
 			}
 			continue
 		}
-		if !w.Used(r.name) {
-			t.Errorf("%s %v (%s) not bound", r.name, r.shape, r.component)
+		if !w.Used(r.Name) {
+			t.Errorf("%s %v (%s) not bound", r.Name, r.Shape, r.Component)
 		}
 	}
 	if count[string(L)] != 197 || count[string(G)] != 390 {
@@ -151,8 +71,8 @@ func TestFullSizeStructure(t *testing.T) {
 		t.Errorf("%d keys bound, want %d", got, want)
 	}
 	for i, k := range []Kind{L, G} {
-		if u := k.Unknown(w); !slices.Equal(u, []string{bogus[i].name}) {
-			t.Errorf("%s.Unknown = %v, want [%s]", k, u, bogus[i].name)
+		if u := k.Unknown(w); !slices.Equal(u, []string{bogus[i].Name}) {
+			t.Errorf("%s.Unknown = %v, want [%s]", k, u, bogus[i].Name)
 		}
 	}
 	for _, k := range []Kind{L, G} {

@@ -1,12 +1,12 @@
 package clip
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
+
+	"github.com/pixery/pixery/engine/sdxl/internal/clipconfig"
 )
 
 // Activations a config may name in hidden_act.
@@ -55,49 +55,31 @@ func (c Config) Validate(k Kind) error {
 	return nil
 }
 
+// sizes is the part of c that CLIP's image encoder shares.
+func (c Config) sizes() clipconfig.Sizes {
+	return clipconfig.Sizes{Width: c.Width, Heads: c.Heads, Layers: c.Layers, MLPWidth: c.MLPWidth,
+		ProjectionDim: c.ProjectionDim, Activation: c.Activation, LayerNormEps: c.LayerNormEps}
+}
+
 func (c Config) validate(projection bool) error {
-	var errs []string
-	positive := func(name string, v int64) {
-		if v <= 0 {
-			errs = append(errs, fmt.Sprintf("%s must be positive, got %d", name, v))
-		}
-	}
-	positive("vocab_size", c.VocabSize)
-	positive("hidden_size", c.Width)
-	positive("num_attention_heads", c.Heads)
-	positive("num_hidden_layers", c.Layers)
-	positive("intermediate_size", c.MLPWidth)
-	positive("max_position_embeddings", c.Positions)
+	var p clipconfig.Problems
+	p.Positive("vocab_size", c.VocabSize)
+	p.Sizes(c.sizes())
+	p.Positive("max_position_embeddings", c.Positions)
 	if projection {
-		positive("projection_dim", c.ProjectionDim)
+		p.Positive("projection_dim", c.ProjectionDim)
 	}
-	if c.Width > 0 && c.Heads > 0 && c.Width%c.Heads != 0 {
-		errs = append(errs, fmt.Sprintf("hidden_size %d is not a multiple of num_attention_heads %d", c.Width, c.Heads))
-	}
-	if c.Activation != QuickGELU && c.Activation != GELU {
-		errs = append(errs, fmt.Sprintf("hidden_act %q is not supported (want %q or %q)", c.Activation, QuickGELU, GELU))
-	}
-	if !(c.LayerNormEps > 0) || math.IsInf(float64(c.LayerNormEps), 0) {
-		errs = append(errs, fmt.Sprintf("layer_norm_eps must be a positive number, got %g", c.LayerNormEps))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid config: %s", strings.Join(errs, "; "))
-	}
-	return nil
+	p.Heads(c.sizes())
+	p.Numerics(c.sizes(), QuickGELU, GELU)
+	return p.Err("invalid config")
 }
 
 // hfConfig is the subset of a transformers CLIPTextConfig config.json that
 // sizes the network. Pointers tell a missing field from a zero.
 type hfConfig struct {
+	clipconfig.Fields
 	VocabSize      *int64          `json:"vocab_size"`
-	HiddenSize     *int64          `json:"hidden_size"`
-	Heads          *int64          `json:"num_attention_heads"`
-	Layers         *int64          `json:"num_hidden_layers"`
-	Intermediate   *int64          `json:"intermediate_size"`
 	MaxPositions   *int64          `json:"max_position_embeddings"`
-	HiddenAct      *string         `json:"hidden_act"`
-	LayerNormEps   *float64        `json:"layer_norm_eps"`
-	ProjectionDim  *int64          `json:"projection_dim"`
 	TextConfigJSON json.RawMessage `json:"text_config"`
 }
 
@@ -115,46 +97,26 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := json.Unmarshal(data, &h); err != nil {
 		return Config{}, fmt.Errorf("parse CLIP text config: %w", err)
 	}
-	if len(h.TextConfigJSON) > 0 && !bytes.Equal(bytes.TrimSpace(h.TextConfigJSON), []byte("null")) {
+	if clipconfig.Nested(h.TextConfigJSON) {
 		if h.HiddenSize != nil {
 			return Config{}, errors.New("parse CLIP text config: both hidden_size and text_config are present; which one sizes the text encoder is ambiguous")
 		}
 		return ParseConfig(h.TextConfigJSON)
 	}
-	var missing []string
-	need := func(name string, p *int64) int64 {
-		if p == nil {
-			missing = append(missing, name)
-			return 0
-		}
-		return *p
-	}
-	or := func(p *int64, def int64) int64 {
-		if p == nil {
-			return def
-		}
-		return *p
-	}
-	c := Config{
-		Width:         need("hidden_size", h.HiddenSize),
-		Heads:         need("num_attention_heads", h.Heads),
-		Layers:        need("num_hidden_layers", h.Layers),
-		MLPWidth:      need("intermediate_size", h.Intermediate),
-		VocabSize:     or(h.VocabSize, 49408),
-		Positions:     or(h.MaxPositions, 77),
-		ProjectionDim: or(h.ProjectionDim, 0),
-		LayerNormEps:  1e-5,
-	}
-	if h.HiddenAct == nil {
-		missing = append(missing, "hidden_act")
-	} else {
-		c.Activation = *h.HiddenAct
-	}
-	if h.LayerNormEps != nil {
-		c.LayerNormEps = float32(*h.LayerNormEps)
-	}
+	s, missing := h.Sizes(false)
 	if len(missing) > 0 {
 		return Config{}, fmt.Errorf("parse CLIP text config: missing %s", strings.Join(missing, ", "))
+	}
+	c := Config{
+		Width:         s.Width,
+		Heads:         s.Heads,
+		Layers:        s.Layers,
+		MLPWidth:      s.MLPWidth,
+		VocabSize:     clipconfig.Or(h.VocabSize, 49408),
+		Positions:     clipconfig.Or(h.MaxPositions, 77),
+		ProjectionDim: s.ProjectionDim,
+		Activation:    s.Activation,
+		LayerNormEps:  s.LayerNormEps,
 	}
 	// The projection is checked by New, for the OpenCLIP encoder only.
 	if err := c.validate(false); err != nil {

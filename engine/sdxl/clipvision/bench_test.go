@@ -92,7 +92,7 @@ func BenchmarkBuildFullSize(b *testing.B) {
 	}{{"ViT-H-14", ViTH14()}, {"ViT-bigG-14", ViTBigG14()}} {
 		b.Run(tc.name, func(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "model.safetensors")
-			writeHeaderOnly(b, path, hfVisionRows(tc.cfg), nil)
+			nntest.WriteHeaderOnly(b, path, hfVisionRows(tc.cfg), nil)
 			m, err := Open(path)
 			if err != nil {
 				b.Fatal(err)

@@ -1,7 +1,6 @@
 package clipvision
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,11 +17,7 @@ import (
 )
 
 // row is one tensor of a header-only file.
-type row struct {
-	Name  string
-	DType string
-	Shape []int64
-}
+type row = nntest.Row
 
 // hfVisionRows lists the tensors of a transformers
 // CLIPVisionModelWithProjection file of these sizes, written from the
@@ -31,67 +26,26 @@ func hfVisionRows(c Config) []row {
 	w, m, p := c.Width, c.MLPWidth, c.ProjectionDim
 	v := "vision_model."
 	rows := []row{
-		{v + "embeddings.patch_embedding.weight", "F16", []int64{w, c.Channels, c.PatchSize, c.PatchSize}},
-		{v + "embeddings.class_embedding", "F16", []int64{w}},
-		{v + "embeddings.position_embedding.weight", "F16", []int64{c.Tokens(), w}},
-		{v + "pre_layrnorm.weight", "F16", []int64{w}}, {v + "pre_layrnorm.bias", "F16", []int64{w}},
-		{v + "post_layernorm.weight", "F16", []int64{w}}, {v + "post_layernorm.bias", "F16", []int64{w}},
-		{"visual_projection.weight", "F16", []int64{p, w}},
+		{Name: v + "embeddings.patch_embedding.weight", Shape: []int64{w, c.Channels, c.PatchSize, c.PatchSize}},
+		{Name: v + "embeddings.class_embedding", Shape: []int64{w}},
+		{Name: v + "embeddings.position_embedding.weight", Shape: []int64{c.Tokens(), w}},
+		{Name: v + "pre_layrnorm.weight", Shape: []int64{w}}, {Name: v + "pre_layrnorm.bias", Shape: []int64{w}},
+		{Name: v + "post_layernorm.weight", Shape: []int64{w}}, {Name: v + "post_layernorm.bias", Shape: []int64{w}},
+		{Name: "visual_projection.weight", Shape: []int64{p, w}},
 	}
 	for i := range c.Layers {
 		l := fmt.Sprintf("%sencoder.layers.%d.", v, i)
 		for _, n := range []string{"layer_norm1", "layer_norm2"} {
-			rows = append(rows, row{l + n + ".weight", "F16", []int64{w}}, row{l + n + ".bias", "F16", []int64{w}})
+			rows = append(rows, row{Name: l + n + ".weight", Shape: []int64{w}}, row{Name: l + n + ".bias", Shape: []int64{w}})
 		}
 		for _, n := range []string{"q_proj", "k_proj", "v_proj", "out_proj"} {
-			rows = append(rows, row{l + "self_attn." + n + ".weight", "F16", []int64{w, w}}, row{l + "self_attn." + n + ".bias", "F16", []int64{w}})
+			rows = append(rows, row{Name: l + "self_attn." + n + ".weight", Shape: []int64{w, w}}, row{Name: l + "self_attn." + n + ".bias", Shape: []int64{w}})
 		}
 		rows = append(rows,
-			row{l + "mlp.fc1.weight", "F16", []int64{m, w}}, row{l + "mlp.fc1.bias", "F16", []int64{m}},
-			row{l + "mlp.fc2.weight", "F16", []int64{w, m}}, row{l + "mlp.fc2.bias", "F16", []int64{w}})
+			row{Name: l + "mlp.fc1.weight", Shape: []int64{m, w}}, row{Name: l + "mlp.fc1.bias", Shape: []int64{m}},
+			row{Name: l + "mlp.fc2.weight", Shape: []int64{w, m}}, row{Name: l + "mlp.fc2.bias", Shape: []int64{w}})
 	}
 	return rows
-}
-
-// writeHeaderOnly writes a safetensors file listing the rows whose data
-// section is a hole (a sparse file: full length, no disk blocks).
-func writeHeaderOnly(t testing.TB, path string, rows []row, meta map[string]string) {
-	t.Helper()
-	type entry struct {
-		DType   string  `json:"dtype"`
-		Shape   []int64 `json:"shape"`
-		Offsets []int64 `json:"data_offsets"`
-	}
-	hdr := map[string]any{}
-	if meta != nil {
-		hdr["__metadata__"] = meta
-	}
-	var off int64
-	for _, r := range rows {
-		n := int64(map[string]int{"F16": 2, "F32": 4, "I64": 8}[r.DType])
-		for _, d := range r.Shape {
-			n *= d
-		}
-		hdr[r.Name] = entry{r.DType, r.Shape, []int64{off, off + n}}
-		off += n
-	}
-	js, err := json.Marshal(hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	buf := append(binary.LittleEndian.AppendUint64(nil, uint64(len(js))), js...)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, int64(len(buf))+off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestStructureFullSize binds header-only ViT-H/14 and ViT-bigG/14
@@ -105,9 +59,9 @@ func TestStructureFullSize(t *testing.T) {
 	}{{"ViT-H-14", ViTH14()}, {"ViT-bigG-14", ViTBigG14()}} {
 		t.Run(tc.name, func(t *testing.T) {
 			rows := hfVisionRows(tc.cfg)
-			rows = append(rows, row{"vision_model.embeddings.position_ids", "I64", []int64{1, tc.cfg.Tokens()}})
+			rows = append(rows, row{Name: "vision_model.embeddings.position_ids", Shape: []int64{1, tc.cfg.Tokens()}, DType: "I64"})
 			path := filepath.Join(t.TempDir(), "model.safetensors")
-			writeHeaderOnly(t, path, rows, nil)
+			nntest.WriteHeaderOnly(t, path, rows, nil)
 			f, err := safetensors.Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -311,7 +265,7 @@ func TestConfig(t *testing.T) {
 func TestConfigFor(t *testing.T) {
 	tiny, _ := ParseConfig(mustRead(t, nntest.Golden(t, "ipadapter/image-encoder-tiny-config.json")))
 	noMeta := filepath.Join(t.TempDir(), "model.safetensors")
-	writeHeaderOnly(t, noMeta, hfVisionRows(tiny), nil)
+	nntest.WriteHeaderOnly(t, noMeta, hfVisionRows(tiny), nil)
 	f, err := safetensors.Open(noMeta)
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +288,7 @@ func TestConfigFor(t *testing.T) {
 
 	dir := t.TempDir()
 	openclip := filepath.Join(dir, "openclip.safetensors")
-	writeHeaderOnly(t, openclip, []row{{"visual.transformer.resblocks.0.ln_1.weight", "F16", []int64{32}}}, nil)
+	nntest.WriteHeaderOnly(t, openclip, []row{{Name: "visual.transformer.resblocks.0.ln_1.weight", Shape: []int64{32}}}, nil)
 	if _, err := Open(openclip); err == nil || !strings.Contains(err.Error(), "OpenCLIP's naming") {
 		t.Errorf("OpenCLIP-named file: error %v", err)
 	}

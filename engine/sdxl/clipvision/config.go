@@ -1,14 +1,13 @@
 package clipvision
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/pixery/pixery/engine/sdxl/clip"
+	"github.com/pixery/pixery/engine/sdxl/internal/clipconfig"
 )
 
 // Config holds the sizes of a CLIP vision transformer, named after the
@@ -64,57 +63,39 @@ func (c Config) Name() string {
 	return fmt.Sprintf("CLIP vision (width %d, %d layers, image_embeds %d)", c.Width, c.Layers, c.ProjectionDim)
 }
 
+// sizes is the part of c that CLIP's text encoder shares.
+func (c Config) sizes() clipconfig.Sizes {
+	return clipconfig.Sizes{Width: c.Width, Heads: c.Heads, Layers: c.Layers, MLPWidth: c.MLPWidth,
+		ProjectionDim: c.ProjectionDim, Activation: c.Activation, LayerNormEps: c.LayerNormEps}
+}
+
 // Validate checks that the sizes make a network.
 func (c Config) Validate() error {
-	var errs []string
-	positive := func(name string, v int64) {
-		if v <= 0 {
-			errs = append(errs, fmt.Sprintf("%s must be positive, got %d", name, v))
-		}
-	}
-	positive("image_size", c.ImageSize)
-	positive("patch_size", c.PatchSize)
-	positive("num_channels", c.Channels)
-	positive("hidden_size", c.Width)
-	positive("num_attention_heads", c.Heads)
-	positive("num_hidden_layers", c.Layers)
-	positive("intermediate_size", c.MLPWidth)
-	positive("projection_dim", c.ProjectionDim)
-	if c.Width > 0 && c.Heads > 0 && c.Width%c.Heads != 0 {
-		errs = append(errs, fmt.Sprintf("hidden_size %d is not a multiple of num_attention_heads %d", c.Width, c.Heads))
-	}
+	var p clipconfig.Problems
+	p.Positive("image_size", c.ImageSize)
+	p.Positive("patch_size", c.PatchSize)
+	p.Positive("num_channels", c.Channels)
+	p.Sizes(c.sizes())
+	p.Positive("projection_dim", c.ProjectionDim)
+	p.Heads(c.sizes())
 	if c.ImageSize > 0 && c.PatchSize > 0 && c.ImageSize%c.PatchSize != 0 {
-		errs = append(errs, fmt.Sprintf("image_size %d is not a multiple of patch_size %d", c.ImageSize, c.PatchSize))
+		p.Addf("image_size %d is not a multiple of patch_size %d", c.ImageSize, c.PatchSize)
 	}
 	if c.ImageSize > 4096 {
-		errs = append(errs, fmt.Sprintf("image_size %d is implausibly large", c.ImageSize))
+		p.Addf("image_size %d is implausibly large", c.ImageSize)
 	}
-	if c.Activation != clip.QuickGELU && c.Activation != clip.GELU {
-		errs = append(errs, fmt.Sprintf("hidden_act %q is not supported (want %q or %q)", c.Activation, clip.GELU, clip.QuickGELU))
-	}
-	if !(c.LayerNormEps > 0) || math.IsInf(float64(c.LayerNormEps), 0) {
-		errs = append(errs, fmt.Sprintf("layer_norm_eps must be a positive number, got %g", c.LayerNormEps))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid CLIP vision config: %s", strings.Join(errs, "; "))
-	}
-	return nil
+	p.Numerics(c.sizes(), clip.GELU, clip.QuickGELU)
+	return p.Err("invalid CLIP vision config")
 }
 
 // hfConfig is the subset of a transformers CLIPVisionConfig config.json
 // that sizes the network. Pointers tell a missing field from a zero.
 type hfConfig struct {
-	ImageSize     *int64          `json:"image_size"`
-	PatchSize     *int64          `json:"patch_size"`
-	Channels      *int64          `json:"num_channels"`
-	HiddenSize    *int64          `json:"hidden_size"`
-	Heads         *int64          `json:"num_attention_heads"`
-	Layers        *int64          `json:"num_hidden_layers"`
-	Intermediate  *int64          `json:"intermediate_size"`
-	ProjectionDim *int64          `json:"projection_dim"`
-	HiddenAct     *string         `json:"hidden_act"`
-	LayerNormEps  *float64        `json:"layer_norm_eps"`
-	VisionConfig  json.RawMessage `json:"vision_config"`
+	clipconfig.Fields
+	ImageSize    *int64          `json:"image_size"`
+	PatchSize    *int64          `json:"patch_size"`
+	Channels     *int64          `json:"num_channels"`
+	VisionConfig json.RawMessage `json:"vision_config"`
 }
 
 // ParseConfig reads a transformers CLIPVisionConfig config.json (as
@@ -129,51 +110,27 @@ func ParseConfig(data []byte) (Config, error) {
 	if err := json.Unmarshal(data, &h); err != nil {
 		return Config{}, fmt.Errorf("parse CLIP vision config: %w", err)
 	}
-	if len(h.VisionConfig) > 0 && !bytes.Equal(bytes.TrimSpace(h.VisionConfig), []byte("null")) {
+	if clipconfig.Nested(h.VisionConfig) {
 		if h.HiddenSize != nil {
 			return Config{}, errors.New("parse CLIP vision config: both hidden_size and vision_config are present; which one sizes the image encoder is ambiguous")
 		}
-		c, err := ParseConfig(h.VisionConfig)
-		if err != nil {
-			return Config{}, err
-		}
-		return c, nil
+		return ParseConfig(h.VisionConfig)
 	}
-	var missing []string
-	need := func(name string, p *int64) int64 {
-		if p == nil {
-			missing = append(missing, name)
-			return 0
-		}
-		return *p
-	}
-	or := func(p *int64, def int64) int64 {
-		if p == nil {
-			return def
-		}
-		return *p
-	}
-	c := Config{
-		Width:         need("hidden_size", h.HiddenSize),
-		Heads:         need("num_attention_heads", h.Heads),
-		Layers:        need("num_hidden_layers", h.Layers),
-		MLPWidth:      need("intermediate_size", h.Intermediate),
-		ProjectionDim: need("projection_dim", h.ProjectionDim),
-		ImageSize:     or(h.ImageSize, 224),
-		PatchSize:     or(h.PatchSize, 32),
-		Channels:      or(h.Channels, 3),
-		LayerNormEps:  1e-5,
-	}
-	if h.HiddenAct == nil {
-		missing = append(missing, "hidden_act")
-	} else {
-		c.Activation = *h.HiddenAct
-	}
-	if h.LayerNormEps != nil {
-		c.LayerNormEps = float32(*h.LayerNormEps)
-	}
+	s, missing := h.Sizes(true)
 	if len(missing) > 0 {
 		return Config{}, fmt.Errorf("parse CLIP vision config: missing %s", strings.Join(missing, ", "))
+	}
+	c := Config{
+		Width:         s.Width,
+		Heads:         s.Heads,
+		Layers:        s.Layers,
+		MLPWidth:      s.MLPWidth,
+		ProjectionDim: s.ProjectionDim,
+		ImageSize:     clipconfig.Or(h.ImageSize, 224),
+		PatchSize:     clipconfig.Or(h.PatchSize, 32),
+		Channels:      clipconfig.Or(h.Channels, 3),
+		Activation:    s.Activation,
+		LayerNormEps:  s.LayerNormEps,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("parse CLIP vision config: %w", err)

@@ -47,12 +47,12 @@ func copyAdapter(t *testing.T, src string, drop []string, extra ...safetensors.N
 // 16 cross-attention layers of 320, 640 and 1280 channels.
 func sd15Rows() []row {
 	rows := []row{
-		{"image_proj.proj.weight", []int64{3072, 1024}}, {"image_proj.proj.bias", []int64{3072}},
-		{"image_proj.norm.weight", []int64{768}}, {"image_proj.norm.bias", []int64{768}},
+		{Name: "image_proj.proj.weight", Shape: []int64{3072, 1024}}, {Name: "image_proj.proj.bias", Shape: []int64{3072}},
+		{Name: "image_proj.norm.weight", Shape: []int64{768}}, {Name: "image_proj.norm.bias", Shape: []int64{768}},
 	}
 	chans := []int64{320, 320, 640, 640, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320, 1280}
 	for j, c := range chans {
-		rows = append(rows, row{KeyName(2*j + 1), []int64{c, 768}}, row{ValueName(2*j + 1), []int64{c, 768}})
+		rows = append(rows, row{Name: KeyName(2*j + 1), Shape: []int64{c, 768}}, row{Name: ValueName(2*j + 1), Shape: []int64{c, 768}})
 	}
 	return rows
 }
@@ -60,9 +60,9 @@ func sd15Rows() []row {
 func TestAdapterErrors(t *testing.T) {
 	tiny := tinyConfig(t)
 	sd15 := filepath.Join(t.TempDir(), "ip-adapter_sd15.safetensors")
-	writeHeaderOnly(t, sd15, sd15Rows())
+	nntest.WriteHeaderOnly(t, sd15, sd15Rows(), nil)
 	faceid := filepath.Join(t.TempDir(), "faceid.safetensors")
-	writeHeaderOnly(t, faceid, append([]row{{"image_proj.proj.0.weight", []int64{1024, 512}}}, adapterRows("ip-adapter_sdxl")[4:]...))
+	nntest.WriteHeaderOnly(t, faceid, append([]row{{Name: "image_proj.proj.0.weight", Shape: []int64{1024, 512}}}, adapterRows("ip-adapter_sdxl")[4:]...), nil)
 	noN55 := []string{KeyName(55), ValueName(55)}
 	for _, tc := range []struct {
 		name string
@@ -108,23 +108,23 @@ func encoderRows(c clipvision.Config) []row {
 	v := "vision_model."
 	w := c.Width
 	rows := []row{
-		{v + "embeddings.patch_embedding.weight", []int64{w, 3, 14, 14}},
-		{v + "embeddings.class_embedding", []int64{w}},
-		{v + "embeddings.position_embedding.weight", []int64{257, w}},
-		{v + "pre_layrnorm.weight", []int64{w}}, {v + "pre_layrnorm.bias", []int64{w}},
-		{v + "post_layernorm.weight", []int64{w}}, {v + "post_layernorm.bias", []int64{w}},
-		{"visual_projection.weight", []int64{c.ProjectionDim, w}},
+		{Name: v + "embeddings.patch_embedding.weight", Shape: []int64{w, 3, 14, 14}},
+		{Name: v + "embeddings.class_embedding", Shape: []int64{w}},
+		{Name: v + "embeddings.position_embedding.weight", Shape: []int64{257, w}},
+		{Name: v + "pre_layrnorm.weight", Shape: []int64{w}}, {Name: v + "pre_layrnorm.bias", Shape: []int64{w}},
+		{Name: v + "post_layernorm.weight", Shape: []int64{w}}, {Name: v + "post_layernorm.bias", Shape: []int64{w}},
+		{Name: "visual_projection.weight", Shape: []int64{c.ProjectionDim, w}},
 	}
 	for i := range c.Layers {
 		l := fmt.Sprintf("%sencoder.layers.%d.", v, i)
 		for _, n := range []string{"layer_norm1", "layer_norm2"} {
-			rows = append(rows, row{l + n + ".weight", []int64{w}}, row{l + n + ".bias", []int64{w}})
+			rows = append(rows, row{Name: l + n + ".weight", Shape: []int64{w}}, row{Name: l + n + ".bias", Shape: []int64{w}})
 		}
 		for _, n := range []string{"q_proj", "k_proj", "v_proj", "out_proj"} {
-			rows = append(rows, row{l + "self_attn." + n + ".weight", []int64{w, w}}, row{l + "self_attn." + n + ".bias", []int64{w}})
+			rows = append(rows, row{Name: l + "self_attn." + n + ".weight", Shape: []int64{w, w}}, row{Name: l + "self_attn." + n + ".bias", Shape: []int64{w}})
 		}
-		rows = append(rows, row{l + "mlp.fc1.weight", []int64{c.MLPWidth, w}}, row{l + "mlp.fc1.bias", []int64{c.MLPWidth}},
-			row{l + "mlp.fc2.weight", []int64{w, c.MLPWidth}}, row{l + "mlp.fc2.bias", []int64{w}})
+		rows = append(rows, row{Name: l + "mlp.fc1.weight", Shape: []int64{c.MLPWidth, w}}, row{Name: l + "mlp.fc1.bias", Shape: []int64{c.MLPWidth}},
+			row{Name: l + "mlp.fc2.weight", Shape: []int64{w, c.MLPWidth}}, row{Name: l + "mlp.fc2.bias", Shape: []int64{w}})
 	}
 	return rows
 }
@@ -139,12 +139,12 @@ func modelsDir(t *testing.T, noViTH bool) string {
 		t.Fatal(err)
 	}
 	for _, a := range []string{"ip-adapter_sdxl", "ip-adapter_sdxl_vit-h", "ip-adapter-plus_sdxl_vit-h"} {
-		writeHeaderOnly(t, filepath.Join(dir, "ip-adapters", a+".safetensors"), adapterRows(a))
+		nntest.WriteHeaderOnly(t, filepath.Join(dir, "ip-adapters", a+".safetensors"), adapterRows(a), nil)
 	}
 	enc := filepath.Join(dir, "ip-adapters", "image_encoders")
-	writeHeaderOnly(t, filepath.Join(enc, "clip-vit-bigG.safetensors"), encoderRows(clipvision.ViTBigG14()))
+	nntest.WriteHeaderOnly(t, filepath.Join(enc, "clip-vit-bigG.safetensors"), encoderRows(clipvision.ViTBigG14()), nil)
 	if !noViTH {
-		writeHeaderOnly(t, filepath.Join(enc, "vit-h", "model.safetensors"), encoderRows(clipvision.ViTH14()))
+		nntest.WriteHeaderOnly(t, filepath.Join(enc, "vit-h", "model.safetensors"), encoderRows(clipvision.ViTH14()), nil)
 	}
 	return dir
 }

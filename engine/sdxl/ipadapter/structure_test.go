@@ -1,14 +1,9 @@
 package ipadapter
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,48 +14,7 @@ import (
 )
 
 // row is one tensor of a header-only file.
-type row struct {
-	Name  string
-	Shape []int64
-}
-
-// writeHeaderOnly writes a safetensors file listing the rows as F16
-// tensors, whose data section is a hole (a sparse file).
-func writeHeaderOnly(t testing.TB, path string, rows []row) {
-	t.Helper()
-	type entry struct {
-		DType   string  `json:"dtype"`
-		Shape   []int64 `json:"shape"`
-		Offsets []int64 `json:"data_offsets"`
-	}
-	hdr := map[string]entry{}
-	var off int64
-	for _, r := range rows {
-		n := int64(2)
-		for _, d := range r.Shape {
-			n *= d
-		}
-		hdr[r.Name] = entry{"F16", r.Shape, []int64{off, off + n}}
-		off += n
-	}
-	js, err := json.Marshal(hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	buf := append(binary.LittleEndian.AppendUint64(nil, uint64(len(js))), js...)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, int64(len(buf))+off); err != nil {
-		t.Fatal(err)
-	}
-}
+type row = nntest.Row
 
 // sdxlCross is ip-adapter.md §3: the sgm transformers holding SDXL's
 // cross-attention layers in the adapter's numbering order (down blocks,
@@ -103,32 +57,32 @@ func adapterRows(kind string) []row {
 			in = 1024
 		}
 		rows = []row{
-			{"image_proj.proj.weight", []int64{8192, in}}, {"image_proj.proj.bias", []int64{8192}},
-			{"image_proj.norm.weight", []int64{2048}}, {"image_proj.norm.bias", []int64{2048}},
+			{Name: "image_proj.proj.weight", Shape: []int64{8192, in}}, {Name: "image_proj.proj.bias", Shape: []int64{8192}},
+			{Name: "image_proj.norm.weight", Shape: []int64{2048}}, {Name: "image_proj.norm.bias", Shape: []int64{2048}},
 		}
 	case "ip-adapter-plus_sdxl_vit-h":
 		rows = []row{
-			{"image_proj.latents", []int64{1, 16, 1280}},
-			{"image_proj.proj_in.weight", []int64{1280, 1280}}, {"image_proj.proj_in.bias", []int64{1280}},
-			{"image_proj.proj_out.weight", []int64{2048, 1280}}, {"image_proj.proj_out.bias", []int64{2048}},
-			{"image_proj.norm_out.weight", []int64{2048}}, {"image_proj.norm_out.bias", []int64{2048}},
+			{Name: "image_proj.latents", Shape: []int64{1, 16, 1280}},
+			{Name: "image_proj.proj_in.weight", Shape: []int64{1280, 1280}}, {Name: "image_proj.proj_in.bias", Shape: []int64{1280}},
+			{Name: "image_proj.proj_out.weight", Shape: []int64{2048, 1280}}, {Name: "image_proj.proj_out.bias", Shape: []int64{2048}},
+			{Name: "image_proj.norm_out.weight", Shape: []int64{2048}}, {Name: "image_proj.norm_out.bias", Shape: []int64{2048}},
 		}
 		for i := range 4 {
 			p := fmt.Sprintf("image_proj.layers.%d.", i)
 			rows = append(rows,
-				row{p + "0.norm1.weight", []int64{1280}}, row{p + "0.norm1.bias", []int64{1280}},
-				row{p + "0.norm2.weight", []int64{1280}}, row{p + "0.norm2.bias", []int64{1280}},
-				row{p + "0.to_q.weight", []int64{1280, 1280}},
-				row{p + "0.to_kv.weight", []int64{2560, 1280}},
-				row{p + "0.to_out.weight", []int64{1280, 1280}},
-				row{p + "1.0.weight", []int64{1280}}, row{p + "1.0.bias", []int64{1280}},
-				row{p + "1.1.weight", []int64{5120, 1280}},
-				row{p + "1.3.weight", []int64{1280, 5120}})
+				row{Name: p + "0.norm1.weight", Shape: []int64{1280}}, row{Name: p + "0.norm1.bias", Shape: []int64{1280}},
+				row{Name: p + "0.norm2.weight", Shape: []int64{1280}}, row{Name: p + "0.norm2.bias", Shape: []int64{1280}},
+				row{Name: p + "0.to_q.weight", Shape: []int64{1280, 1280}},
+				row{Name: p + "0.to_kv.weight", Shape: []int64{2560, 1280}},
+				row{Name: p + "0.to_out.weight", Shape: []int64{1280, 1280}},
+				row{Name: p + "1.0.weight", Shape: []int64{1280}}, row{Name: p + "1.0.bias", Shape: []int64{1280}},
+				row{Name: p + "1.1.weight", Shape: []int64{5120, 1280}},
+				row{Name: p + "1.3.weight", Shape: []int64{1280, 5120}})
 		}
 	}
 	ns, _, chans := sdxlLayers()
 	for j, n := range ns {
-		rows = append(rows, row{KeyName(n), []int64{chans[j], 2048}}, row{ValueName(n), []int64{chans[j], 2048}})
+		rows = append(rows, row{Name: KeyName(n), Shape: []int64{chans[j], 2048}}, row{Name: ValueName(n), Shape: []int64{chans[j], 2048}})
 	}
 	return rows
 }
@@ -153,7 +107,7 @@ func TestStructureSDXL(t *testing.T) {
 				t.Fatalf("the reference's key list has %d tensors, it says %d", len(rows), tc.tensors)
 			}
 			path := filepath.Join(t.TempDir(), tc.file+".safetensors")
-			writeHeaderOnly(t, path, rows)
+			nntest.WriteHeaderOnly(t, path, rows, nil)
 			a, err := Open(path, unet.Config{})
 			if err != nil {
 				t.Fatal(err)
@@ -212,43 +166,12 @@ func TestStructureSDXL(t *testing.T) {
 	}
 }
 
-// unetRows reads the unet rows of testdata/sdxl/checkpoint-keys.tsv.
-func unetRows(t testing.TB) []row {
-	t.Helper()
-	f, err := os.Open(filepath.Join(nntest.Root(t), "testdata", "sdxl", "checkpoint-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows []row
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		cols := strings.Split(sc.Text(), "\t")
-		if len(cols) < 3 || cols[2] != "unet" {
-			continue
-		}
-		r := row{Name: cols[0]}
-		for _, d := range strings.Split(cols[1], "x") {
-			n, err := strconv.ParseInt(d, 10, 64)
-			if err != nil {
-				t.Fatalf("%s: shape %q", cols[0], cols[1])
-			}
-			r.Shape = append(r.Shape, n)
-		}
-		rows = append(rows, r)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return rows
-}
-
 // TestSDXLUNetMapping binds a header-only full-size SDXL UNet, checks that
 // the hook numbers its 70 cross-attention layers as ip-adapter.md §3 maps
 // them to sgm modules, and builds the hooked graph (no session).
 func TestSDXLUNetMapping(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "unet.safetensors")
-	writeHeaderOnly(t, path, unetRows(t))
+	nntest.WriteHeaderOnly(t, path, nntest.SDXLKeys(t, "unet"), nil)
 	w := nntest.OpenWeights(t, path)
 	m, err := unet.New(unet.SDXL())
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // checkpoint of SDXL's VAE keys (no session, no weights read).
 func BenchmarkBuildSDXL(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "sdxl-vae-header.safetensors")
-	writeHeaderOnly(b, path, vaeRows(b))
+	nntest.WriteHeaderOnly(b, path, nntest.SDXLKeys(b, "vae"), nil)
 	w := nntest.OpenWeights(b, path)
 	m := New(SDXL())
 	if err := m.Bind(w); err != nil {

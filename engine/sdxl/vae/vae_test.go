@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -275,109 +274,37 @@ func contains(list []string, sub string) bool {
 	return false
 }
 
-type keyRow struct {
-	name  string
-	shape []int64
-}
-
-// vaeRows reads the VAE rows of the SDXL key list.
-func vaeRows(t testing.TB) []keyRow {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(nntest.Root(t), "testdata", "sdxl", "checkpoint-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []keyRow
-	for i, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		f := strings.Split(line, "\t")
-		if i == 0 || len(f) < 3 || f[2] != "vae" {
-			continue
-		}
-		r := keyRow{name: f[0]}
-		for _, d := range strings.Split(f[1], "x") {
-			n, err := strconv.ParseInt(d, 10, 64)
-			if err != nil {
-				t.Fatalf("checkpoint-keys.tsv line %d: shape %q: %v", i+1, f[1], err)
-			}
-			r.shape = append(r.shape, n)
-		}
-		rows = append(rows, r)
-	}
-	return rows
-}
-
-// writeHeaderOnly writes a safetensors file of F16 tensors whose data
-// section is a hole: the header is real, the file is truncated to full
-// length and takes no disk.
-func writeHeaderOnly(t testing.TB, path string, rows []keyRow) {
-	t.Helper()
-	hdr := map[string]any{}
-	var off int64
-	for _, r := range rows {
-		n := int64(2)
-		for _, d := range r.shape {
-			n *= d
-		}
-		hdr[r.name] = map[string]any{"dtype": "F16", "shape": r.shape, "data_offsets": []int64{off, off + n}}
-		off += n
-	}
-	js, err := json.Marshal(hdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for (8+len(js))%8 != 0 {
-		js = append(js, ' ')
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n [8]byte
-	for i := range n {
-		n[i] = byte(uint64(len(js)) >> (8 * i))
-	}
-	if _, err := f.Write(append(n[:], js...)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, int64(8+len(js))+off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestStructureSDXL binds the full-size model against SDXL's 248 VAE keys
 // and builds both graphs (no session).
 func TestStructureSDXL(t *testing.T) {
-	rows := vaeRows(t)
+	rows := nntest.SDXLKeys(t, "vae")
 	if len(rows) != 248 {
 		t.Fatalf("checkpoint-keys.tsv has %d VAE rows, want 248", len(rows))
 	}
 	// Extras: one a real checkpoint may carry (training loss), one unknown.
-	extra := []keyRow{{Prefix + "loss.logvar", []int64{1}}, {Prefix + "decoder.up.0.attn.0.q.weight", []int64{128, 128, 1, 1}}}
+	extra := []nntest.Row{{Name: Prefix + "loss.logvar", Shape: []int64{1}}, {Name: Prefix + "decoder.up.0.attn.0.q.weight", Shape: []int64{128, 128, 1, 1}}}
 	path := filepath.Join(t.TempDir(), "sdxl-vae-header.safetensors")
-	writeHeaderOnly(t, path, append(rows, extra...))
+	nntest.WriteHeaderOnly(t, path, append(rows, extra...), nil)
 	w := nntest.OpenWeights(t, path)
 	m := New(SDXL())
 	if err := m.Bind(w); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
-		tt, _, ok := w.Lookup(r.name)
-		if !w.Used(r.name) || !ok {
-			t.Errorf("%s %v not bound", r.name, r.shape)
+		tt, _, ok := w.Lookup(r.Name)
+		if !w.Used(r.Name) || !ok {
+			t.Errorf("%s %v not bound", r.Name, r.Shape)
 			continue
 		}
-		if !equal(tt.Shape, r.shape) {
-			t.Errorf("%s: bound with shape %v, want %v", r.name, tt.Shape, r.shape)
+		if !equal(tt.Shape, r.Shape) {
+			t.Errorf("%s: bound with shape %v, want %v", r.Name, tt.Shape, r.Shape)
 		}
 	}
 	if w.NumUsed() != len(rows) {
 		t.Errorf("%d tensors bound, want %d", w.NumUsed(), len(rows))
 	}
-	if u := m.Unknown(w); len(u) != 1 || u[0] != extra[1].name {
-		t.Errorf("Unknown = %v, want only %s", u, extra[1].name)
+	if u := m.Unknown(w); len(u) != 1 || u[0] != extra[1].Name {
+		t.Errorf("Unknown = %v, want only %s", u, extra[1].Name)
 	}
 
 	for _, enc := range []bool{false, true} {
