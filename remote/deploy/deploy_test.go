@@ -843,3 +843,38 @@ func TestDiskFull(t *testing.T) {
 		t.Logf("%v", err)
 	})
 }
+
+// Deploying again onto a host whose engine is busy is an update: the
+// running and queued jobs finish before the restart.
+func TestDeployAgainWaitsForJobs(t *testing.T) {
+	e := setup(t, sshdtest.Options{})
+	ctx := context.Background()
+	v1, v2 := sshdtest.StandInEngine(t, "v1"), sshdtest.StandInEngine(t, "v2")
+	res, err := e.host.Deploy(ctx, deploy.Options{Engine: v1, SkipSetup: true, HealthTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := newHolds(t)
+	j1 := submit(t, e.host, "hold="+hold.path("a"))
+	j2 := submit(t, e.host, "ms=0")
+	waited := false
+	var out bytes.Buffer
+	res2, err := e.host.Deploy(ctx, deploy.Options{Engine: v2, SkipSetup: true, Output: &out, HealthTimeout: 20 * time.Second,
+		Grace: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		Progress: func(p deploy.Progress) {
+			if p.Step == "wait" && p.Running == j1 {
+				waited = true
+				hold.release(t, "a")
+			}
+		}})
+	if err != nil {
+		t.Fatalf("deploy again: %v\n%s", err, out.String())
+	}
+	if !waited || res2.Health.Version != "v2" || res2.PID == res.PID {
+		t.Fatalf("waited for the running job: %v; after the deploy %+v pid %d (old %d)", waited, res2.Health, res2.PID, res.PID)
+	}
+	log := logText(t, e.layout)
+	if !inOrder(log, "job "+j1+" done", "job "+j2+" done", "SIGTERM", "engine v2 serving") || strings.Contains(log, "cancelled") {
+		t.Fatalf("jobs did not finish before the second deploy restarted the engine:\n%s", log)
+	}
+}

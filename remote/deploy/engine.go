@@ -355,12 +355,16 @@ type Result struct {
 }
 
 // Deploy uploads the engine, the model files and the registry, runs
-// setup, (re)starts the engine and waits for /v1/health. Everything is
-// checked locally before the first byte goes out. An engine already
-// running keeps serving during the upload and setup, then gets SIGTERM at
-// once (see Stop: its queued jobs are cancelled); Update waits for its
-// jobs instead.
+// setup, starts the engine and waits for /v1/health. Everything is checked
+// locally before the first byte goes out. On a host whose engine is
+// already running, Deploy is Update: the running engine's jobs finish
+// first (o.Force restarts at once), so deploying again never loses work.
 func (h *Host) Deploy(ctx context.Context, o Options) (*Result, error) {
+	if _, running, err := h.Running(ctx); err != nil {
+		return nil, err
+	} else if running {
+		return h.Update(ctx, o)
+	}
 	return h.install(ctx, o, false)
 }
 
