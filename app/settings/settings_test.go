@@ -28,7 +28,7 @@ func full() *Settings {
 			Width: 832, Height: 1216, Sampler: "euler_a", Steps: 25, CFG: 7.5,
 			SeedMode: SeedIncrement, Seed: 1234567890123, Batch: 3,
 			LoRAs:    []LoRA{{Name: "detail", Scale: 0.7}, {Name: "style", Scale: -1.25}},
-			RefImage: "/tmp/ref.png", RefScale: 0.6,
+			RefImage: "/home/u/Pictures/ref.png", RefScale: 0.6,
 		},
 	}
 }

@@ -99,7 +99,7 @@ func TestRemoteSHA256Tools(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := Open(c.Client, Layout{Root: "/tmp", Port: 8000})
+		h, err := Open(c.Client, Layout{Root: t.TempDir(), Port: 8000})
 		if err != nil {
 			t.Fatal(err)
 		}
